@@ -1,0 +1,246 @@
+"""The documented Losant REST API throttles and limits, as data.
+
+This is the one module the emulator shares with the rest of the harness: the
+emulator enforces these limits and the scheduler plans within them, so both must
+read the same table. Where the documents leave a detail open (window model, shared
+or separate per-device counters, the key of MQTT publish) the default is the reading
+the documents support best (see ``docs/LIMITS.md``) and a ``--limits FILE`` YAML
+overrides it::
+
+    window_model: sliding        # sliding | fixed | token_bucket
+    device_counter: separate     # separate | shared (one counter for state, command, connection status)
+    job_seconds: 2.0             # simulated duration of long-running jobs (exports, archives, ...)
+    limits:
+      device.sendState: {count: 5, window: 1.0}
+      application.mqttPublishMessage: {key: application}
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Kind = Literal["rate", "concurrency", "size"]
+WindowModel = Literal["sliding", "fixed", "token_bucket"]
+
+#: What a limit is counted per; the emulator derives the key value from the request.
+KEY_KINDS = (
+    "device",  # the target device of the path (a gateway's peripheral counts as itself)
+    "application",
+    "topic",  # (application, MQTT topic)
+    "virtual_button",  # (flow, button key)
+    "owner",  # the application's owner (sandbox user or organization)
+    "dashboard",
+    "notebook",
+    "data_table",
+    "instance",
+    "request",  # a single request (size caps)
+)
+WINDOW_MODELS = ("sliding", "fixed", "token_bucket")
+DEVICE_COUNTER_MODES = ("separate", "shared")
+DEVICE_MESSAGE_OPS = ("device.sendState", "device.sendCommand", "device.setConnectionStatus")
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One row of the documented table.
+
+    ``count`` is calls per ``window`` seconds for a rate limit, simultaneous
+    running jobs for a concurrency limit, and bytes for a size cap. A limit naming
+    several operations gives them one shared counter.
+    """
+
+    name: str
+    operations: tuple[str, ...]
+    kind: Kind
+    count: int
+    key: str
+    window: float | None = None
+    provenance: str = ""
+    note: str = ""
+
+    @property
+    def rate_per_second(self) -> float | None:
+        if self.kind != "rate" or not self.window:
+            return None
+        return self.count / self.window
+
+
+def _rate(name: str, count: int, window: float, key: str, prov: str, note: str = "") -> Limit:
+    return Limit(name, (name,), "rate", count, key, window, prov, note)
+
+
+def _conc(name: str, key: str, prov: str = "[Seed]") -> Limit:
+    return Limit(name, (name,), "concurrency", 1, key, None, prov, "one running job at a time")
+
+
+DOCUMENTED: tuple[Limit, ...] = (
+    _rate("device.sendState", 30, 15.0, "device", "[O][Seed]", "per device; a gateway's traffic counts per peripheral"),
+    _rate("device.sendCommand", 30, 15.0, "device", "[O][Seed]"),
+    _rate("device.setConnectionStatus", 30, 15.0, "device", "[Seed]"),
+    _rate("application.mqttPublishMessage", 30, 15.0, "topic", "[Seed]", "key per topic as the broker does [I]"),
+    _rate("events.post", 15, 15.0, "application", "[C][N][Seed]", "the one documented 429"),
+    _rate("flow.pressVirtualButton", 100, 10.0, "virtual_button", "[O][Seed]"),
+    _rate("embeddedDeployments.export", 1, 300.0, "application", "[Seed]"),
+    _rate("notebook.requestInputDataExport", 1, 900.0, "notebook", "[Seed]"),
+    _conc("device.export", "device"),
+    _conc("dataTableRows.export", "data_table"),
+    _conc("application.archiveData", "application"),
+    _conc("application.backfillArchiveData", "application"),
+    _conc("application.export", "application"),
+    _conc("application.fullDataTablesArchive", "application"),
+    _conc("application.fullEventsArchive", "application"),
+    _conc("application.import", "application"),
+    _conc("application.clone", "owner"),
+    _conc("applications.import", "owner"),
+    _conc("dashboard.sendReport", "dashboard"),
+    _conc("data.export", "application"),
+    _conc("devices.export", "application"),
+    _conc("devices.payloadCounts", "application"),
+    _conc("events.export", "application"),
+    _conc("instance.generateReport", "instance"),
+    Limit("data.timeSeriesQuery", ("data.timeSeriesQuery",), "size", 30 * MiB, "request", None, "[Seed]", "answer size"),
+    Limit("dataTableRows.get", ("dataTableRows.get", "dataTableRows.query"), "size", 20 * MiB, "request", None, "[Seed]", "answer size"),
+    Limit("files.post", ("files.post",), "size", 10 * MiB, "request", None, "[Seed]", "request body size"),
+)
+
+
+class LimitsError(ValueError):
+    """A limits override file is malformed; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class LimitsTable:
+    """The limits in force, with the model choices the documents leave open."""
+
+    limits: tuple[Limit, ...] = DOCUMENTED
+    window_model: WindowModel = "sliding"
+    job_seconds: float = 2.0
+    _by_op: dict[str, tuple[Limit, ...]] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[Limit]] = {}
+        for limit in self.limits:
+            for op in limit.operations:
+                index.setdefault(op, []).append(limit)
+        object.__setattr__(self, "_by_op", {op: tuple(v) for op, v in index.items()})
+
+    def for_operation(self, operation: str) -> tuple[Limit, ...]:
+        """Every limit that counts calls of ``operation`` (empty when none does)."""
+        return self._by_op.get(operation, ())
+
+    def by_name(self, name: str) -> Limit:
+        for limit in self.limits:
+            if limit.name == name:
+                return limit
+        raise KeyError(name)
+
+    def rate_limits(self) -> tuple[Limit, ...]:
+        return tuple(lim for lim in self.limits if lim.kind == "rate")
+
+    @property
+    def device_counter(self) -> str:
+        return "shared" if any(lim.name == "device.messages" for lim in self.limits) else "separate"
+
+    def with_shared_device_counter(self) -> LimitsTable:
+        """Merge state, command and connection status into one per-device counter.
+
+        The seed list says the three calls use "the same throttle"; the MQTT pages
+        count directions separately. Shared takes the strictest of the three rows.
+        """
+        parts = [lim for lim in self.limits if lim.operations[0] in DEVICE_MESSAGE_OPS and len(lim.operations) == 1]
+        if not parts:
+            return self
+        strictest = min(parts, key=lambda lim: lim.count / (lim.window or 1.0))
+        merged = replace(strictest, name="device.messages", operations=DEVICE_MESSAGE_OPS,
+                         note="one counter per device for state, command and connection status")
+        rest = tuple(lim for lim in self.limits if lim not in parts)
+        return replace(self, limits=(merged,) + rest)
+
+
+def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _positive_number(value: Any, where: str, integer: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if integer:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        kind = "a positive whole number" if integer else "a positive number"
+        raise LimitsError(f"{where}: {value!r} is not allowed; expected {kind}")
+    return value
+
+
+def parse_limits(data: Any, source: str = "<limits>") -> LimitsTable:
+    """Build the table from an override mapping; every error names source and field."""
+    if data is None:
+        return LimitsTable()
+    if not isinstance(data, dict):
+        raise LimitsError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    allowed = ("window_model", "device_counter", "job_seconds", "limits")
+    for key in data:
+        if key not in allowed:
+            raise LimitsError(f"{source}: unknown field {key!r}{_did_you_mean(str(key), allowed)}; allowed: {', '.join(allowed)}")
+    table = LimitsTable()
+    model = data.get("window_model", "sliding")
+    if model not in WINDOW_MODELS:
+        raise LimitsError(f"{source}: window_model: {model!r} is not allowed; expected one of {', '.join(WINDOW_MODELS)}")
+    job_seconds = float(_positive_number(data.get("job_seconds", 2.0), f"{source}: job_seconds"))
+    limits = list(table.limits)
+    names = [lim.name for lim in limits]
+    overrides = data.get("limits") or {}
+    if not isinstance(overrides, dict):
+        raise LimitsError(f"{source}: limits: expected a mapping of limit name to fields")
+    for name, fields in overrides.items():
+        where = f"{source}: limits.{name}"
+        if name not in names:
+            raise LimitsError(f"{where}: unknown limit{_did_you_mean(str(name), names)}; known: {', '.join(names)}")
+        if not isinstance(fields, dict):
+            raise LimitsError(f"{where}: expected a mapping with count, window or key")
+        i = names.index(name)
+        lim = limits[i]
+        for fkey, value in fields.items():
+            if fkey == "count":
+                lim = replace(lim, count=int(_positive_number(value, f"{where}.count", integer=True)))
+            elif fkey == "window":
+                if lim.kind != "rate":
+                    raise LimitsError(f"{where}.window: {name} is a {lim.kind} limit and has no window")
+                lim = replace(lim, window=float(_positive_number(value, f"{where}.window")))
+            elif fkey == "key":
+                if value not in KEY_KINDS:
+                    raise LimitsError(f"{where}.key: {value!r} is not allowed; expected one of {', '.join(KEY_KINDS)}")
+                lim = replace(lim, key=value)
+            else:
+                allowed_fields = ("count", "window", "key")
+                raise LimitsError(f"{where}: unknown field {fkey!r}{_did_you_mean(str(fkey), allowed_fields)}; allowed: count, window, key")
+        limits[i] = lim
+    table = LimitsTable(tuple(limits), window_model=model, job_seconds=job_seconds)
+    counter = data.get("device_counter", "separate")
+    if counter not in DEVICE_COUNTER_MODES:
+        raise LimitsError(f"{source}: device_counter: {counter!r} is not allowed; expected one of {', '.join(DEVICE_COUNTER_MODES)}")
+    if counter == "shared":
+        table = table.with_shared_device_counter()
+    return table
+
+
+def load_limits(path: str | Path | None) -> LimitsTable:
+    """The documented table, or the table with a YAML file's overrides applied."""
+    if path is None:
+        return LimitsTable()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LimitsError(f"{p}: cannot read limits file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise LimitsError(f"{p}: not valid YAML ({exc})") from None
+    return parse_limits(data, str(p))
