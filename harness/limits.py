@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
+from harness.errors import ConfigError
+
 Kind = Literal["rate", "concurrency", "size"]
 WindowModel = Literal["sliding", "fixed", "token_bucket"]
 
@@ -110,7 +112,7 @@ DOCUMENTED: tuple[Limit, ...] = (
 )
 
 
-class LimitsError(ValueError):
+class LimitsError(ConfigError):
     """A limits override file is malformed; the message names the file and field."""
 
 
