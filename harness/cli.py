@@ -1,0 +1,127 @@
+"""``losant-load``: run | emulator | analyze (each subcommand a thin user of the library).
+
+Exit codes: 0 every criterion passed, 1 a criterion failed, 2 a harness or
+configuration error (the message says what and where; no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import ConfigError, HarnessError
+
+LOCUSTFILE = Path(__file__).with_name("locust_entry.py")
+
+
+def _duration(text: str) -> float:
+    from harness.scenario import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="losant-load",
+        description="Load and throughput testing for the Losant REST API, with an embedded API emulator.",
+        epilog="Exit codes: 0 pass, 1 a pass criterion failed, 2 harness or configuration error.")
+    parser.add_argument("--version", action="version", version=f"losant-load {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a scenario (headless, or in the Locust web UI)",
+                         description="Run a scenario against the embedded emulator (default) or a live tenant, "
+                                     "write reports/<run-id>/ and exit with the verdict.")
+    run.add_argument("scenario", help="scenario YAML file, e.g. scenarios/smoke.yaml")
+    run.add_argument("--headless", action="store_true", help="no web UI: run for the duration, print progress and the verdict")
+    run.add_argument("--users", type=int, help="cap the number of Locust users (default: what the scenario needs)")
+    run.add_argument("--duration", type=_duration, help="override the scenario's duration, e.g. 30s, 5m")
+    run.add_argument("--target-url", help="live Losant API base URL (credentials from LOSANT_* environment variables)")
+    run.add_argument("--reports-dir", default="reports", help="where run folders go (default: %(default)s)")
+    run.add_argument("--teardown", action="store_true", help="delete what the run tag provisioned when done")
+    run.add_argument("--web-port", type=int, default=8089, help="Locust web UI port (default: %(default)s)")
+
+    emu = sub.add_parser("emulator", help="serve the Losant API emulator", add_help=False)
+    emu.add_argument("args", nargs=argparse.REMAINDER)
+
+    ana = sub.add_parser("analyze", help="recompute summary.json from a run folder's samples",
+                         description="Re-judge a finished run from its saved samples, optionally with other criteria.")
+    ana.add_argument("run_dir", type=Path)
+    ana.add_argument("--criteria", type=Path, help="YAML file whose 'criteria' section replaces the scenario's")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.scenario import load_scenario
+
+    scenario = load_scenario(Path(args.scenario))  # refuse a malformed scenario before anything starts
+    duration = args.duration or scenario.duration
+    argv = ["locust", "-f", str(LOCUSTFILE), "--scenario", args.scenario, "--reports-dir", args.reports_dir]
+    if args.target_url:
+        argv += ["--target-url", args.target_url]
+    if args.teardown:
+        argv.append("--teardown")
+    if args.users:
+        argv += ["--users", str(args.users)]
+    if args.headless:
+        argv += ["--headless", "--run-time", f"{max(1, round(duration))}s", "--only-summary",
+                 "--loglevel", "WARNING", "--spawn-rate", str(scenario.ramp_up)]
+    else:
+        argv += ["--web-port", str(args.web_port), "--spawn-rate", str(scenario.ramp_up)]
+    return _run_locust(argv)
+
+
+def _run_locust(argv: list[str]) -> int:
+    """Hand over to Locust's own main in this process, so every Locust option behaves as documented."""
+    import locust.main
+
+    sys.argv = argv
+    try:
+        locust.main.main()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from harness.judge import rejudge
+
+    summary = rejudge(args.run_dir, args.criteria)
+    from harness.console import format_summary
+
+    print(format_summary(summary, args.run_dir))
+    return 0 if summary.get("passed") else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["emulator"]:
+        from harness.emulator.cli import main as emulator_main
+
+        return emulator_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "analyze":
+            return cmd_analyze(args)
+    except (ConfigError, HarnessError) as exc:
+        print(f"losant-load: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("losant-load: interrupted", file=sys.stderr)
+        return 2
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

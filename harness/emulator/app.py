@@ -1,0 +1,119 @@
+"""The emulator as a raw ASGI application: routing, auth, the top-level guard.
+
+No framework: ANCHOR-FIGURES shows Starlette's request machinery costs ~40% on a
+small POST, and send-state is the hot path. A request is: match route -> read body
+(capped) -> resolve token -> check scope -> handler -> JSON. Any ``ApiError`` becomes
+its JSON body; anything unexpected is logged (type and route only, never the body,
+which may hold secrets) and answered 400 ``Validation``, never a 500 or a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import traceback
+from typing import Any, Callable
+
+from .auth import Auth
+from .config import EmulatorConfig
+from .errors import ApiError
+from .http import ApiResponse, Request, read_body, send_json
+from .router import Router
+from .store import Store
+from .throttle import Throttle
+
+log = logging.getLogger("harness.emulator")
+_BODY_METHODS = frozenset(("POST", "PATCH", "PUT"))
+Clock = Callable[[], float]
+
+
+class Emulator:
+    """Shared state of one emulator: config, clock, store, auth, throttle, router."""
+
+    def __init__(self, config: EmulatorConfig, clock: Clock = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = Store(config.db_path)
+        self.auth = Auth(self.store, clock, config.email)
+        self.throttle = Throttle(config.limits, clock, config.effective_job_seconds)
+        self.router = Router()
+        self.unexpected_errors = 0
+        self._drop_credit = 0.0
+        self._public: set[str] = set()
+        from . import routes  # noqa: PLC0415 - routes import app types
+
+        routes.register(self)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def route(self, method: str, pattern: str, operation: str, handler: Callable[..., Any], public: bool = False) -> None:
+        self.router.add(method, pattern, operation, handler)
+        if public:
+            self._public.add(operation)
+
+    def should_drop_write(self) -> bool:
+        """Test fault: drop exactly a fraction F of state writes, every 1/F-th one."""
+        fraction = self.config.test_drop_fraction
+        if fraction <= 0:
+            return False
+        self._drop_credit += fraction
+        if self._drop_credit >= 1.0 - 1e-9:
+            self._drop_credit -= 1.0
+            return True
+        return False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.store.flush()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        route_name = "?"
+        try:
+            if self.config.test_delay_ms:
+                await asyncio.sleep(self.config.test_delay_ms / 1000)
+            method = scope["method"]
+            route, params = self.router.match(method, scope["path"])
+            route_name = route.pattern
+            headers = dict(scope["headers"])
+            body = await read_body(receive, self.config.max_body_bytes) if method in _BODY_METHODS else b""
+            req = Request(method, scope["path"], params, scope.get("query_string", b""), headers, body)
+            if route.operation not in self._public:
+                req.principal = self.auth.principal(headers.get(b"authorization"))
+                self.auth.require_scope(req.principal, route.operation)
+            result = route.handler(self, req)
+            if inspect.isawaitable(result):
+                result = await result
+            if isinstance(result, ApiResponse):
+                await send_json(send, result.status, result.payload)
+            else:
+                await send_json(send, 200, result)
+        except ApiError as exc:
+            await send_json(send, exc.status, exc.body())
+        except Exception as exc:  # the top-level guard: never a 500, never a traceback to the client
+            self.unexpected_errors += 1
+            log.error("unexpected %s on %s\n%s", type(exc).__name__, route_name, "".join(traceback.format_tb(exc.__traceback__)))
+            try:
+                await send_json(send, 400, {"type": "Validation", "message": "The request could not be processed"})
+            except Exception:  # noqa: BLE001 - the response may already be started or the client gone
+                pass
+
+
+def create_app(config: EmulatorConfig | None = None, clock: Clock = time.time) -> Emulator:
+    """An in-process emulator (an ASGI app); tests drive it through ``httpx.ASGITransport``."""
+    return Emulator(config or EmulatorConfig(), clock)

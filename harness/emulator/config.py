@@ -1,0 +1,35 @@
+"""Emulator settings in one object, resolved once by the CLI (or a test) and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.limits import LimitsTable
+
+DEFAULT_EMAIL = "admin@emulator.local"
+DEFAULT_PASSWORD = "emulator-password"
+MiB = 1024 * 1024
+
+
+@dataclass
+class EmulatorConfig:
+    """What the app needs to run; every [I] choice of docs/LIMITS.md that is not a limit lives here.
+
+    ``job_seconds`` overrides the limits table's simulated job duration when set.
+    ``test_drop_fraction`` and ``test_delay_ms`` are fault injection for harness tests only.
+    """
+
+    email: str = DEFAULT_EMAIL
+    password: str = DEFAULT_PASSWORD
+    db_path: str | None = None
+    limits: LimitsTable = field(default_factory=LimitsTable)
+    job_seconds: float | None = None
+    max_body_bytes: int = 10 * MiB
+    max_per_page: int = 1000
+    default_token_ttl_s: float = 0.0  # 0 = user/device tokens never expire unless tokenTTL asks
+    test_drop_fraction: float = 0.0
+    test_delay_ms: int = 0
+
+    @property
+    def effective_job_seconds(self) -> float:
+        return self.job_seconds if self.job_seconds is not None else self.limits.job_seconds

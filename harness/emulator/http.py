@@ -1,0 +1,165 @@
+"""Request and response plumbing for raw ASGI: body reading, query parsing, JSON answers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qsl
+
+import orjson
+
+from .errors import ApiError, too_large, validation
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+_JSON_HEADERS = [(b"content-type", b"application/json; charset=utf-8")]
+_BRACKETS = re.compile(r"\[([^\]]*)\]")
+_IGNORED_PARAMS = frozenset(("_actions", "_links", "_embedded"))
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise too_large(limit)
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, payload: Any) -> None:
+    body = orjson.dumps(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": _JSON_HEADERS + [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _listify(node: Any) -> Any:
+    if isinstance(node, dict):
+        node = {k: _listify(v) for k, v in node.items()}
+        if node and all(k.isdigit() for k in node):
+            return [node[k] for k in sorted(node, key=int)]
+    return node
+
+
+def parse_query(raw: bytes) -> dict[str, Any]:
+    """Query string -> nested dict, undoing the client's bracket flattening.
+
+    ``tagFilter[0][key]=k&deviceClass[0]=gateway`` becomes
+    ``{"tagFilter": [{"key": "k"}], "deviceClass": ["gateway"]}``. ``_actions``,
+    ``_links`` and ``_embedded`` are dropped: the client always sends them.
+    """
+    out: dict[str, Any] = {}
+    if not raw:
+        return out
+    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if key in _IGNORED_PARAMS:
+            continue
+        head, _, rest = key.partition("[")
+        if not rest:
+            out[head] = value
+            continue
+        path = [head] + _BRACKETS.findall("[" + rest)
+        node = out
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[part] = nxt
+            node = nxt
+        node[path[-1]] = value
+    return {k: _listify(v) for k, v in out.items()}
+
+
+def parse_json(body: bytes, content_type: str | None) -> Any:
+    """Decode a JSON body; wrong content type or malformed JSON is a 400 Validation."""
+    if content_type is not None and "json" not in content_type.lower():
+        raise validation(f"Content-Type must be application/json, got {content_type[:80]!r}")
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise validation("Request body is not valid JSON") from None
+
+
+class Request:
+    """What a handler sees: params from the path, parsed query, principal and body."""
+
+    __slots__ = ("method", "path", "params", "raw_query", "_query", "headers", "body", "principal", "content_type")
+
+    def __init__(self, method: str, path: str, params: dict[str, str], raw_query: bytes,
+                 headers: dict[bytes, bytes], body: bytes) -> None:
+        self.method = method
+        self.path = path
+        self.params = params
+        self.raw_query = raw_query
+        self._query: dict[str, Any] | None = None
+        self.headers = headers
+        self.body = body
+        self.principal: Any = None
+        ct = headers.get(b"content-type")
+        self.content_type = ct.decode("latin-1") if ct is not None else None
+
+    @property
+    def query(self) -> dict[str, Any]:
+        if self._query is None:
+            self._query = parse_query(self.raw_query)
+        return self._query
+
+    def json(self) -> Any:
+        return parse_json(self.body, self.content_type)
+
+    def json_query(self, name: str) -> Any:
+        """A JSON-encoded query parameter (``query={"$and": [...]}``); 400 when malformed."""
+        value = self.query.get(name)
+        if value is None or isinstance(value, (dict, list)):
+            return value
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise validation(f"Query parameter {name} is not valid JSON") from None
+
+
+class ApiResponse:
+    """A non-200 success (201, 202) or a 200 with a body; handlers may also return plain data."""
+
+    __slots__ = ("status", "payload")
+
+    def __init__(self, status: int, payload: Any) -> None:
+        self.status = status
+        self.payload = payload
+
+
+def int_param(query: dict[str, Any], name: str, default: int, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(float(value)) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise validation(f"Query parameter {name} must be a number, got {str(value)[:40]!r}") from None
+    if minimum is not None and number < minimum:
+        raise validation(f"Query parameter {name} must be >= {minimum}")
+    if maximum is not None and number > maximum:
+        number = maximum
+    return number
+
+
+def bool_param(query: dict[str, Any], name: str) -> bool:
+    return str(query.get(name, "")).lower() in ("true", "1", "yes")
+
+
+__all__ = ["ApiError", "ApiResponse", "Request", "bool_param", "int_param", "parse_json", "parse_query", "read_body", "send_json"]

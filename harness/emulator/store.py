@@ -1,0 +1,241 @@
+"""SQLite storage for everything the emulator keeps, with group commit for device states.
+
+Why group commit: send-state is the hot path. Each accepted state is appended to an
+in-memory batch; one ``loop.call_soon`` flush writes the whole batch in a single
+transaction and only then resolves the requests' futures, so a request is answered
+only after its state is committed (an answered write survives ``kill -9``), while the
+commit cost is shared by every request parsed in the same loop iteration.
+WAL + ``synchronous=NORMAL``: a commit is in the WAL file before the answer; only a
+power loss (not a process kill) could lose the last transactions.
+
+Resource documents (applications, devices, keys, token metadata, events) are JSON
+in a ``doc`` column; only the columns queried by are real columns. Secrets are never
+stored: tokens by sha256, key secrets as salted sha256. Caches (devices, tokens) are
+bounded and hold resources, never per-state data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import OrderedDict
+from typing import Any, Iterable
+
+import orjson
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS applications (id TEXT PRIMARY KEY, owner_id TEXT, doc BLOB);
+CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, application_id TEXT, doc BLOB);
+CREATE INDEX IF NOT EXISTS devices_app ON devices(application_id);
+CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, application_id TEXT, key TEXT UNIQUE, doc BLOB);
+CREATE TABLE IF NOT EXISTS api_tokens (id TEXT PRIMARY KEY, application_id TEXT, doc BLOB);
+CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, application_id TEXT, api_token_id TEXT, device_id TEXT, doc BLOB);
+CREATE TABLE IF NOT EXISTS states (device_id TEXT, time INTEGER, data TEXT, PRIMARY KEY (device_id, time)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS commands (seq INTEGER PRIMARY KEY, device_id TEXT, time INTEGER, doc BLOB);
+CREATE INDEX IF NOT EXISTS commands_dev ON commands(device_id, time);
+CREATE TABLE IF NOT EXISTS logs (seq INTEGER PRIMARY KEY, device_id TEXT, time INTEGER, doc BLOB);
+CREATE INDEX IF NOT EXISTS logs_dev ON logs(device_id, time);
+CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, application_id TEXT, doc BLOB);
+CREATE INDEX IF NOT EXISTS events_app ON events(application_id);
+"""
+_UPSERT_STATE = ("INSERT INTO states (device_id, time, data) VALUES (?, ?, ?) ON CONFLICT (device_id, time) "
+                 "DO UPDATE SET data = json_patch(states.data, excluded.data)")
+_TABLES = {"applications": "application_id", "devices": "application_id", "keys": "application_id",
+           "api_tokens": "application_id", "events": "application_id"}
+CACHE_CAP = 200_000
+_CACHED = ("applications", "devices", "keys")
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    """Serialize a document without its memory-only ``_``-prefixed helpers."""
+    return orjson.dumps({k: v for k, v in doc.items() if not k.startswith("_")})
+
+
+class _Lru(OrderedDict):  # type: ignore[type-arg]
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        if len(self) > self.cap:
+            self.popitem(last=False)
+
+
+class Store:
+    """All persistent state; ``path=None`` keeps it in memory for tests."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False)
+        if path:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self._cache: dict[str, _Lru] = {t: _Lru(CACHE_CAP) for t in _CACHED}
+        self._tokens: _Lru = _Lru(CACHE_CAP)
+        self._pending: list[tuple[str, int, str]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flush_scheduled = False
+        self.batches = 0
+
+    def close(self) -> None:
+        self.flush()
+        self.db.close()
+
+    # ---- generic documents -------------------------------------------------
+    def put(self, table: str, id_: str, doc: dict[str, Any], **cols: Any) -> None:
+        names = ["id", "doc", *cols]
+        values = [id_, _dump(doc), *cols.values()]
+        self.db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+        if table in self._cache:
+            self._cache[table].pop(id_, None)
+
+    def get(self, table: str, id_: str) -> dict[str, Any] | None:
+        cache = self._cache.get(table)
+        if cache is not None:
+            cached = cache.get(id_)
+            if cached is not None:
+                return cached
+        row = self.db.execute(f"SELECT doc FROM {table} WHERE id = ?", (id_,)).fetchone()
+        doc = orjson.loads(row[0]) if row else None
+        if doc is not None and cache is not None:
+            cache.put(id_, doc)
+        return doc
+
+    def list(self, table: str, application_id: str) -> list[dict[str, Any]]:
+        col = _TABLES[table]
+        rows = self.db.execute(f"SELECT doc FROM {table} WHERE {col} = ?", (application_id,))
+        return [orjson.loads(r[0]) for r in rows]
+
+    def list_where(self, table: str, column: str, value: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(f"SELECT doc FROM {table} WHERE {column} = ?", (value,))
+        return [orjson.loads(r[0]) for r in rows]
+
+    def delete(self, table: str, id_: str) -> None:
+        self.db.execute(f"DELETE FROM {table} WHERE id = ?", (id_,))
+        if table in self._cache:
+            self._cache[table].pop(id_, None)
+
+    def key_by_key(self, key: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT doc FROM keys WHERE key = ?", (key,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    # ---- tokens (by sha256 only) ---------------------------------------------
+    def put_token(self, token_hash: str, doc: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO tokens (hash, application_id, api_token_id, device_id, doc) VALUES (?, ?, ?, ?, ?)",
+                        (token_hash, doc.get("applicationId"), doc.get("apiTokenId"), doc.get("deviceId"), _dump(doc)))
+        self._tokens.put(token_hash, doc)
+
+    def token(self, token_hash: str) -> dict[str, Any] | None:
+        doc = self._tokens.get(token_hash)
+        if doc is None:
+            row = self.db.execute("SELECT doc FROM tokens WHERE hash = ?", (token_hash,)).fetchone()
+            if row is None:
+                return None
+            doc = orjson.loads(row[0])
+            self._tokens.put(token_hash, doc)
+        return doc
+
+    def update_api_token_status(self, api_token_id: str, status: str) -> None:
+        rows = self.db.execute("SELECT hash, doc FROM tokens WHERE api_token_id = ?", (api_token_id,)).fetchall()
+        for token_hash, raw in rows:
+            doc = orjson.loads(raw)
+            doc["status"] = status
+            self.put_token(token_hash, doc)
+
+    def delete_tokens(self, column: str, value: str) -> None:
+        self.db.execute(f"DELETE FROM tokens WHERE {column} = ?", (value,))
+        self._tokens.clear()
+
+    # ---- device states (group commit) --------------------------------------
+    def enqueue_states(self, rows: list[tuple[str, int, str]]) -> asyncio.Future[None]:
+        """Queue rows (device_id, time ms, data JSON); the future resolves once committed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.extend(rows)
+        self._waiters.append(fut)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self.flush)
+        return fut
+
+    def flush(self) -> None:
+        """Commit the pending batch in one transaction and wake its requests."""
+        self._flush_scheduled = False
+        rows, waiters = self._pending, self._waiters
+        self._pending, self._waiters = [], []
+        error: BaseException | None = None
+        if rows:
+            try:
+                self.db.execute("BEGIN")
+                self.db.executemany(_UPSERT_STATE, rows)
+                self.db.execute("COMMIT")
+                self.batches += 1
+            except sqlite3.Error as exc:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                error = exc
+        for fut in waiters:
+            if not fut.done():
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
+
+    def states(self, device_id: str, start: int, end: int, limit: int | None, descending: bool) -> list[tuple[int, dict[str, Any]]]:
+        self.flush()
+        order = "DESC" if descending else "ASC"
+        sql = f"SELECT time, data FROM states WHERE device_id = ? AND time >= ? AND time <= ? ORDER BY time {order}"
+        params: list[Any] = [device_id, start, end]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [(t, orjson.loads(d)) for t, d in self.db.execute(sql, params)]
+
+    def iter_states(self, device_id: str, start: int, end: int, descending: bool = False) -> Iterable[tuple[int, dict[str, Any]]]:
+        self.flush()
+        order = "DESC" if descending else "ASC"
+        cur = self.db.execute(f"SELECT time, data FROM states WHERE device_id = ? AND time >= ? AND time <= ? "
+                              f"ORDER BY time {order}", (device_id, start, end))
+        for t, d in cur:
+            yield t, orjson.loads(d)
+
+    def state_count(self, device_id: str) -> int:
+        self.flush()
+        return int(self.db.execute("SELECT COUNT(*) FROM states WHERE device_id = ?", (device_id,)).fetchone()[0])
+
+    # ---- commands and logs ---------------------------------------------------
+    def add_row(self, table: str, device_id: str, time_ms: int, doc: dict[str, Any]) -> None:
+        self.db.execute(f"INSERT INTO {table} (device_id, time, doc) VALUES (?, ?, ?)", (device_id, time_ms, orjson.dumps(doc)))
+
+    def rows(self, table: str, device_id: str, start: int, end: int, limit: int, descending: bool) -> list[dict[str, Any]]:
+        order = "DESC" if descending else "ASC"
+        cur = self.db.execute(f"SELECT doc FROM {table} WHERE device_id = ? AND time >= ? AND time <= ? "
+                              f"ORDER BY time {order}, seq {order} LIMIT ?", (device_id, start, end, limit))
+        return [orjson.loads(r[0]) for r in cur]
+
+    # ---- cascades ---------------------------------------------------------------
+    def delete_device_data(self, device_id: str) -> None:
+        self.flush()
+        for table in ("states", "commands", "logs"):
+            self.db.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,))
+
+    def delete_device(self, device_id: str) -> None:
+        self.delete_device_data(device_id)
+        self.delete_tokens("device_id", device_id)
+        self.delete("devices", device_id)
+
+    def delete_application(self, application_id: str) -> None:
+        self.flush()
+        self.db.execute("BEGIN")
+        for (device_id,) in self.db.execute("SELECT id FROM devices WHERE application_id = ?", (application_id,)).fetchall():
+            for table in ("states", "commands", "logs"):
+                self.db.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,))
+        for table in ("devices", "keys", "api_tokens", "events", "tokens"):
+            self.db.execute(f"DELETE FROM {table} WHERE application_id = ?", (application_id,))
+        self.db.execute("DELETE FROM applications WHERE id = ?", (application_id,))
+        self.db.execute("COMMIT")
+        for cache in self._cache.values():
+            cache.clear()
+        self._tokens.clear()

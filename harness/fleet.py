@@ -1,0 +1,100 @@
+"""What the target holds for a run: the provisioned application, devices and credentials.
+
+Provisioning produces a ``Fleet``; the Locust users only read it. Secrets live in
+``Credentials`` objects whose ``repr`` hides them, so a stray log line or traceback
+never prints one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RUN_TAG_KEY = "losant-load-run"
+CLASS_TAG_KEY = "losant-load-class"
+
+
+class Secret(str):
+    """A string that never shows itself in repr/format-for-debugging."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device the scenario asks for, before it exists on the target."""
+
+    name: str
+    class_name: str
+    kind: str  # standalone | gateway | peripheral
+    tags: tuple[tuple[str, str], ...]
+    attributes: tuple[tuple[str, str], ...]  # (name, dataType)
+    gateway_name: str | None = None
+
+
+@dataclass
+class Device:
+    id: str
+    name: str
+    class_name: str
+    kind: str
+    gateway_id: str | None = None
+    peripheral_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Fleet:
+    """The provisioned fleet, shared (read-only) by every user of the process."""
+
+    base_url: str
+    application_id: str
+    run_tag: str
+    access_key: str
+    access_secret: Secret
+    operator_token: Secret | None
+    user_token: Secret | None
+    devices: list[Device]
+    key_id: str | None = None
+    token_id: str | None = None
+
+    def by_class(self, class_name: str) -> list[Device]:
+        return [d for d in self.devices if d.class_name == class_name]
+
+    def reporters(self) -> list[Device]:
+        """Devices that authenticate themselves (standalone devices and gateways)."""
+        return [d for d in self.devices if d.kind != "peripheral"]
+
+    def public(self) -> dict[str, Any]:
+        """What may be written to the run folder: no secrets."""
+        return {
+            "base_url": self.base_url,
+            "application_id": self.application_id,
+            "run_tag": self.run_tag,
+            "devices": len(self.devices),
+            "by_kind": {k: sum(1 for d in self.devices if d.kind == k) for k in ("standalone", "gateway", "peripheral")},
+        }
+
+
+def _data_type(generator_type: str) -> str:
+    return {"boolean": "boolean", "string": "string"}.get(generator_type, "number")
+
+
+def plan_devices(scenario: Any) -> list[DeviceSpec]:
+    """Every device the scenario's fleet asks for, with deterministic names.
+
+    Names are ``{run_tag}-{class}-{i:05d}`` and, for peripherals,
+    ``{run_tag}-{class}-{i:05d}-p{j:03d}``: a second run with the same tag finds them.
+    """
+    specs: list[DeviceSpec] = []
+    tag = scenario.run_tag
+    for cls in scenario.fleet.classes:
+        attrs = tuple((name, _data_type(gen.type)) for name, gen in cls.attributes.items())
+        tags = tuple(sorted((str(k), str(v)) for k, v in cls.tags.items()))
+        for i in range(cls.count):
+            name = f"{tag}-{cls.name}-{i:05d}"
+            specs.append(DeviceSpec(name, cls.name, cls.kind, tags, attrs))
+            if cls.kind == "gateway":
+                for j in range(cls.peripherals):
+                    specs.append(DeviceSpec(f"{name}-p{j:03d}", cls.name, "peripheral", tags, attrs, gateway_name=name))
+    return specs

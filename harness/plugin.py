@@ -1,0 +1,169 @@
+"""Locust wiring: custom options, and the run's life cycle on Locust's events.
+
+``locust -f locustfile.py`` (web UI) and ``losant-load run`` (headless) both come
+through here, so a run behaves the same either way:
+
+- init: load the scenario, start the embedded emulator (or check the live target's
+  credentials), provision the fleet, and size the user classes from the scenario;
+- test_start: a fresh run folder, recorder and throttle ledger;
+- test_stop: close the samples, read states back, analyse, write summary and report;
+- quitting: delete the run's credentials, tear down if asked, stop the emulator.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from locust import events
+
+from harness.errors import ConfigError, HarnessError
+from harness.rundir import finish_run, make_run_id, new_run_dir
+from harness.session import RunContext, user_counts
+
+log = logging.getLogger("losant-load")
+DEFAULT_SCENARIO = "scenarios/smoke.yaml"
+
+
+class Prepared:
+    """What init made ready, kept for the life of the Locust process."""
+
+    scenario: Any = None
+    scenario_path: Path | None = None
+    target: Any = None
+    fleet: Any = None
+    limits: Any = None
+    exit_code: int | None = None
+    run_dirs: list[Path] = []
+
+
+state = Prepared()
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser: Any, **_: Any) -> None:
+    group = parser.add_argument_group("losant-load", "Losant load-test options")
+    group.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario YAML file (default: %(default)s)")
+    group.add_argument("--target-url", default="", help="live Losant API base URL; empty = the embedded emulator "
+                       "(credentials come only from LOSANT_* environment variables)")
+    group.add_argument("--reports-dir", default="reports", help="where run folders are written (default: %(default)s)")
+    group.add_argument("--run-id", default="", include_in_web_ui=False, help="run folder name (default: UTC start time and scenario name)")
+    group.add_argument("--teardown", action="store_true", include_in_web_ui=False,
+                       help="after the run, delete the devices (and application) carrying the run tag")
+
+
+def _load(options: Any) -> None:
+    from harness.limits import load_limits
+    from harness.provision import provision
+    from harness.scenario import load_scenario
+    from harness.target import open_target
+
+    path = Path(options.scenario)
+    scenario = load_scenario(path)
+    if options.target_url:
+        scenario = scenario.with_overrides(target_url=options.target_url)
+    state.scenario, state.scenario_path = scenario, path
+    limits_file = getattr(scenario.target, "limits", None)
+    if limits_file and not Path(limits_file).is_absolute():
+        limits_file = path.parent / limits_file
+    state.limits = load_limits(limits_file if scenario.target.kind == "emulator" else None)
+    state.target = open_target(scenario, path, options.target_url or None)
+    from harness.fleet import plan_devices
+
+    run_id = options.run_id or make_run_id(scenario.name)
+    state.fleet = provision(state.target.url, state.target.login, scenario.run_tag, run_id,
+                            plan_devices(scenario), application_id=state.target.application_id,
+                            operator_token=scenario.operators.count > 0)
+
+
+def _size_user_classes(environment: Any) -> None:
+    from harness import users
+
+    counts = user_counts(state.scenario)
+    chosen = []
+    for kind, cls in users.CLASSES.items():
+        cls.fixed_count = counts.get(kind, 0)
+        if cls.fixed_count:
+            chosen.append(cls)
+    if counts.get("multiplexed"):
+        users.CLASSES["multiplexed"].concurrency = max(10, int(state.scenario.fleet.connections))
+    if counts.get("operator"):
+        think = state.scenario.operators.think_time
+        users.CLASSES["operator"].wait_time = _between(think.min, think.max)
+    environment.user_classes[:] = chosen
+    environment.host = state.target.url
+    opts = environment.parsed_options
+    if opts is not None:
+        total = sum(counts.values())
+        if not getattr(opts, "num_users", None):
+            opts.num_users = total
+        if not getattr(opts, "spawn_rate", None):
+            opts.spawn_rate = state.scenario.ramp_up
+
+
+def _between(lo: float, hi: float) -> Any:
+    from locust import between
+
+    return between(lo, hi)
+
+
+@events.init.add_listener
+def on_init(environment: Any, **_: Any) -> None:
+    if getattr(environment.parsed_options, "worker", False):
+        return
+    try:
+        _load(environment.parsed_options)
+        _size_user_classes(environment)
+    except (ConfigError, HarnessError) as exc:
+        print(f"losant-load: {exc}", file=sys.stderr)
+        if state.target is not None:
+            state.target.stop()
+        sys.exit(2)
+    print(f"losant-load: target {state.target.url} ({'live tenant' if state.target.live else 'embedded emulator'}), "
+          f"{len(state.fleet.devices)} devices provisioned in application {state.fleet.application_id}", file=sys.stderr)
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Any, **_: Any) -> None:
+    if state.fleet is None:
+        return
+    opts = environment.parsed_options
+    run_dir = new_run_dir(Path(opts.reports_dir), state.scenario, opts.run_id if not state.run_dirs else "")
+    state.run_dirs.append(run_dir)
+    environment.losant = RunContext(state.scenario, state.fleet, state.target.login, state.limits, run_dir)
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Any, **_: Any) -> None:
+    ctx = getattr(environment, "losant", None)
+    if ctx is None:
+        return
+    try:
+        code = finish_run(environment, ctx, state.target)
+    except Exception as exc:  # the run's samples are on disk; say what failed
+        log.exception("analysis failed")
+        print(f"losant-load: analysis of {ctx.run_dir} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 2
+    state.exit_code = code
+    environment.process_exit_code = code
+
+
+@events.quitting.add_listener
+def on_quitting(environment: Any, **_: Any) -> None:
+    from harness.provision import release_access, teardown
+
+    try:
+        if state.fleet is not None:
+            release_access(state.fleet)
+            if environment.parsed_options.teardown:
+                removed = teardown(state.target.url, state.target.login, state.scenario.run_tag, state.target.application_id)
+                print(f"losant-load: teardown removed {removed} devices tagged {state.scenario.run_tag}", file=sys.stderr)
+    except HarnessError as exc:
+        print(f"losant-load: {exc}", file=sys.stderr)
+    finally:
+        if state.target is not None:
+            state.target.stop()
+    if state.exit_code is not None:
+        environment.process_exit_code = state.exit_code

@@ -1,0 +1,70 @@
+"""The run folder: ``reports/<run-id>/`` holds everything one run produced.
+
+Layout: ``scenario.yaml`` (the resolved scenario), ``fleet.json`` (what was
+provisioned, no secrets), ``locust_stats.csv`` (Locust's own table), ``samples/``
+(one record per request), ``summary.json`` (analysis and verdicts) and
+``index.html`` (the report). ``analyze`` and ``report`` re-read the folder, so old
+runs can be re-judged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def make_run_id(scenario_name: str, now: datetime | None = None) -> str:
+    """UTC start time and scenario name: sorts by time, says what ran."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{scenario_name}"
+
+
+def new_run_dir(root: Path, scenario: Any, run_id: str = "") -> Path:
+    """Create the folder (adding a suffix if the id is taken) and write the resolved scenario."""
+    base = run_id or make_run_id(scenario.name)
+    path = root / base
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{base}-{n}"
+    path.mkdir(parents=True)
+    (path / "scenario.yaml").write_text(yaml.safe_dump(scenario.to_dict(), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def write_locust_stats(environment: Any, run_dir: Path) -> None:
+    """Locust's own per-request table, for people who know its format (its percentiles are rounded)."""
+    stats = environment.runner.stats if environment.runner else environment.stats
+    with open(run_dir / "locust_stats.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "requests", "failures", "median_ms", "avg_ms", "min_ms", "max_ms", "rps"])
+        for entry in sorted(stats.entries.values(), key=lambda e: e.name):
+            w.writerow([entry.name, entry.num_requests, entry.num_failures, entry.median_response_time,
+                        round(entry.avg_response_time, 2), round(entry.min_response_time or 0, 2),
+                        round(entry.max_response_time, 2), round(entry.total_rps, 2)])
+
+
+def finish_run(environment: Any, ctx: Any, target: Any) -> int:
+    """Close the samples, check integrity, analyse, write summary and report; return the exit code."""
+    from harness.analysis.summary import write_summary
+    from harness.judge import judge_run
+    from harness.readback import read_back
+
+    ctx.recorder.close()
+    run_dir: Path = ctx.run_dir
+    write_locust_stats(environment, run_dir)
+    (run_dir / "fleet.json").write_text(json.dumps(ctx.fleet.public(), indent=2), encoding="utf-8")
+    integrity = read_back(target.url, ctx.fleet, ctx.accepted)
+    (run_dir / "integrity.json").write_text(json.dumps(integrity, indent=2), encoding="utf-8")
+    summary = judge_run(run_dir, ctx.limits, ctx.scenario.criteria)
+    write_summary(run_dir, summary)
+    from harness.console import format_summary
+
+    print(format_summary(summary, run_dir), file=sys.stderr)
+    return 0 if summary.get("passed") else 1
