@@ -38,11 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "write reports/<run-id>/ and exit with the verdict.")
     run.add_argument("scenario", help="scenario YAML file, e.g. scenarios/smoke.yaml")
     run.add_argument("--headless", action="store_true", help="no web UI: run for the duration, print progress and the verdict")
-    run.add_argument("--users", type=int, help="cap the number of Locust users (default: what the scenario needs)")
+    run.add_argument("--users", type=int, help="rescale the fleet to N device users (standalone devices + gateways), keeping the class mix")
     run.add_argument("--duration", type=_duration, help="override the scenario's duration, e.g. 30s, 5m")
     run.add_argument("--target-url", help="live Losant API base URL (credentials from LOSANT_* environment variables)")
     run.add_argument("--reports-dir", default="reports", help="where run folders go (default: %(default)s)")
     run.add_argument("--teardown", action="store_true", help="delete what the run tag provisioned when done")
+    run.add_argument("--yes", action="store_true", help="confirm a live-tenant run without asking (needed headless)")
+    run.add_argument("--allow-exceeding-live-limits", action="store_true",
+                     help="accept probe mode or rates above documented limits against a live tenant")
     run.add_argument("--web-port", type=int, default=8089, help="Locust web UI port (default: %(default)s)")
 
     emu = sub.add_parser("emulator", help="serve the Losant API emulator", add_help=False)
@@ -63,10 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = ["locust", "-f", str(LOCUSTFILE), "--scenario", args.scenario, "--reports-dir", args.reports_dir]
     if args.target_url:
         argv += ["--target-url", args.target_url]
-    if args.teardown:
-        argv.append("--teardown")
+    for flag in ("teardown", "yes", "allow_exceeding_live_limits"):
+        if getattr(args, flag):
+            argv.append("--" + flag.replace("_", "-"))
     if args.users:
-        argv += ["--users", str(args.users)]
+        argv += ["--scale-users", str(args.users)]
     if args.headless:
         argv += ["--headless", "--run-time", f"{max(1, round(duration))}s", "--only-summary",
                  "--loglevel", "WARNING", "--spawn-rate", str(scenario.ramp_up)]

@@ -76,25 +76,18 @@ class Fleet:
         }
 
 
-def _data_type(generator_type: str) -> str:
-    return {"boolean": "boolean", "string": "string"}.get(generator_type, "number")
-
 
 def plan_devices(scenario: Any) -> list[DeviceSpec]:
-    """Every device the scenario's fleet asks for, with deterministic names.
+    """Every device the scenario's fleet asks for, with the tags and attributes to declare.
 
-    Names are ``{run_tag}-{class}-{i:05d}`` and, for peripherals,
-    ``{run_tag}-{class}-{i:05d}-p{j:03d}``: a second run with the same tag finds them.
+    Names come from the scenario (deterministic), so a second run with the same run
+    tag finds the devices the first one made.
     """
+    classes = {c.name: c for c in scenario.fleet.classes}
     specs: list[DeviceSpec] = []
-    tag = scenario.run_tag
-    for cls in scenario.fleet.classes:
-        attrs = tuple((name, _data_type(gen.type)) for name, gen in cls.attributes.items())
+    for planned in scenario.planned_devices():
+        cls = classes[planned.class_name]
+        attrs = tuple((a.name, a.data_type) for a in cls.attributes)
         tags = tuple(sorted((str(k), str(v)) for k, v in cls.tags.items()))
-        for i in range(cls.count):
-            name = f"{tag}-{cls.name}-{i:05d}"
-            specs.append(DeviceSpec(name, cls.name, cls.kind, tags, attrs))
-            if cls.kind == "gateway":
-                for j in range(cls.peripherals):
-                    specs.append(DeviceSpec(f"{name}-p{j:03d}", cls.name, "peripheral", tags, attrs, gateway_name=name))
+        specs.append(DeviceSpec(planned.name, cls.name, planned.kind, tags, attrs, gateway_name=planned.gateway))
     return specs

@@ -246,3 +246,21 @@ def load_limits(path: str | Path | None) -> LimitsTable:
     except yaml.YAMLError as exc:
         raise LimitsError(f"{p}: not valid YAML ({exc})") from None
     return parse_limits(data, str(p))
+
+
+def table_to_dict(table: LimitsTable) -> dict[str, Any]:
+    """The whole table as plain data, saved in each run folder so ``analyze`` judges with the limits in force."""
+    return {
+        "window_model": table.window_model,
+        "job_seconds": table.job_seconds,
+        "limits": [{"name": lim.name, "operations": list(lim.operations), "kind": lim.kind, "count": lim.count,
+                    "key": lim.key, "window": lim.window, "provenance": lim.provenance, "note": lim.note}
+                   for lim in table.limits],
+    }
+
+
+def table_from_dict(data: dict[str, Any]) -> LimitsTable:
+    """The inverse of ``table_to_dict``."""
+    limits = tuple(Limit(d["name"], tuple(d["operations"]), d["kind"], int(d["count"]), d["key"], d.get("window"),
+                         d.get("provenance", ""), d.get("note", "")) for d in data["limits"])
+    return LimitsTable(limits, window_model=data.get("window_model", "sliding"), job_seconds=float(data.get("job_seconds", 2.0)))

@@ -19,8 +19,9 @@ from typing import Any
 
 from locust import events
 
+from harness.console import format_summary
 from harness.errors import ConfigError, HarnessError
-from harness.rundir import finish_run, make_run_id, new_run_dir
+from harness.rundir import finish_run, make_run_id, new_run_dir, write_run_info
 from harness.session import RunContext, user_counts
 
 log = logging.getLogger("losant-load")
@@ -36,6 +37,7 @@ class Prepared:
     fleet: Any = None
     limits: Any = None
     exit_code: int | None = None
+    summary_text: str = ""
     run_dirs: list[Path] = []
 
 
@@ -44,12 +46,18 @@ state = Prepared()
 
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any, **_: Any) -> None:
-    group = parser.add_argument_group("losant-load", "Losant load-test options")
+    group = parser  # Locust's own parser: only it knows include_in_web_ui
     group.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario YAML file (default: %(default)s)")
     group.add_argument("--target-url", default="", help="live Losant API base URL; empty = the embedded emulator "
                        "(credentials come only from LOSANT_* environment variables)")
     group.add_argument("--reports-dir", default="reports", help="where run folders are written (default: %(default)s)")
     group.add_argument("--run-id", default="", include_in_web_ui=False, help="run folder name (default: UTC start time and scenario name)")
+    group.add_argument("--scale-users", type=int, default=0, include_in_web_ui=False,
+                       help="rescale the fleet to this many device users (standalone devices + gateways)")
+    group.add_argument("--yes", action="store_true", include_in_web_ui=False,
+                       help="confirm a run against a live tenant without asking")
+    group.add_argument("--allow-exceeding-live-limits", action="store_true", include_in_web_ui=False,
+                       help="allow probe mode or rates above documented limits against a live tenant")
     group.add_argument("--teardown", action="store_true", include_in_web_ui=False,
                        help="after the run, delete the devices (and application) carrying the run tag")
 
@@ -62,13 +70,21 @@ def _load(options: Any) -> None:
 
     path = Path(options.scenario)
     scenario = load_scenario(path)
-    if options.target_url:
-        scenario = scenario.with_overrides(target_url=options.target_url)
+    if options.target_url or options.scale_users or options.run_time:
+        scenario = scenario.with_overrides(target_url=options.target_url or None, users=options.scale_users or None,
+                                           duration=options.run_time or None)
+    if options.headless and not options.run_time:
+        options.run_time = max(1, round(scenario.duration))  # a headless run ends by itself
     state.scenario, state.scenario_path = scenario, path
     limits_file = getattr(scenario.target, "limits", None)
     if limits_file and not Path(limits_file).is_absolute():
         limits_file = path.parent / limits_file
     state.limits = load_limits(limits_file if scenario.target.kind == "emulator" else None)
+    if scenario.target.kind == "live":
+        from harness.safety import check_live_run, plan_budget
+
+        check_live_run(plan_budget(scenario, state.limits), options.allow_exceeding_live_limits, options.yes,
+                       interactive=sys.stdin.isatty())
     state.target = open_target(scenario, path, options.target_url or None)
     from harness.fleet import plan_devices
 
@@ -90,8 +106,8 @@ def _size_user_classes(environment: Any) -> None:
     if counts.get("multiplexed"):
         users.CLASSES["multiplexed"].concurrency = max(10, int(state.scenario.fleet.connections))
     if counts.get("operator"):
-        think = state.scenario.operators.think_time
-        users.CLASSES["operator"].wait_time = _between(think.min, think.max)
+        ops = state.scenario.operators
+        users.CLASSES["operator"].wait_time = _between(ops.think_min, ops.think_max)
     environment.user_classes[:] = chosen
     environment.host = state.target.url
     opts = environment.parsed_options
@@ -131,8 +147,16 @@ def on_test_start(environment: Any, **_: Any) -> None:
         return
     opts = environment.parsed_options
     run_dir = new_run_dir(Path(opts.reports_dir), state.scenario, opts.run_id if not state.run_dirs else "")
+    write_run_info(run_dir, state.scenario, state.limits, getattr(opts, "run_time", None))
     state.run_dirs.append(run_dir)
-    environment.losant = RunContext(state.scenario, state.fleet, state.target.login, state.limits, run_dir)
+    ctx = RunContext(state.scenario, state.fleet, state.target.login, state.limits, run_dir)
+    environment.losant = ctx
+    if getattr(opts, "headless", False):
+        import gevent
+
+        from harness.console import progress_loop
+
+        ctx.progress = gevent.spawn(progress_loop, environment, ctx, getattr(opts, "run_time", None))
 
 
 @events.test_stop.add_listener
@@ -140,8 +164,14 @@ def on_test_stop(environment: Any, **_: Any) -> None:
     ctx = getattr(environment, "losant", None)
     if ctx is None:
         return
+    if getattr(ctx, "progress", None) is not None:
+        ctx.progress.kill(block=False)
     try:
-        code = finish_run(environment, ctx, state.target)
+        summary = finish_run(environment, ctx, state.target)
+        code = 0 if summary.get("passed") else 1
+        state.summary_text = format_summary(summary, ctx.run_dir)
+        if not getattr(environment.parsed_options, "headless", False):
+            print(state.summary_text, file=sys.stderr)
     except Exception as exc:  # the run's samples are on disk; say what failed
         log.exception("analysis failed")
         print(f"losant-load: analysis of {ctx.run_dir} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -167,3 +197,10 @@ def on_quitting(environment: Any, **_: Any) -> None:
             state.target.stop()
     if state.exit_code is not None:
         environment.process_exit_code = state.exit_code
+
+
+@events.quit.add_listener
+def on_quit(exit_code: int, **_: Any) -> None:
+    """Headless: the verdict goes last, after Locust's own tables."""
+    if state.summary_text and state.fleet is not None:
+        print(state.summary_text, file=sys.stderr)

@@ -36,23 +36,16 @@ def fetch_state_times(api: Api, app_id: str, device_id: str, start_ms: int, end_
 
 def read_back(base_url: str, fleet: Fleet, accepted: dict[str, list[int]]) -> dict[str, Any]:
     """Compare what the target accepted with what it returns; the result goes to integrity.json."""
-    from harness.analysis.integrity import find_lost_writes
+    from harness.analysis.integrity import integrity_block
 
     sent = {d: sorted(set(ts)) for d, ts in accepted.items() if ts}
-    result: dict[str, Any] = {"checked": False, "devices": len(sent), "accepted": sum(len(v) for v in sent.values()),
-                              "lost": []}
     if not sent:
-        result["reason"] = "no accepted states were logged for the sampled devices"
-        return result
+        return {"checked": False, "reason": "no accepted states were logged for the sampled devices"}
     api = Api(base_url, token=str(fleet.user_token))
     try:
         read = {d: fetch_state_times(api, fleet.application_id, d, ts[0], ts[-1]) for d, ts in sent.items()}
     except HarnessError as exc:
-        result["reason"] = f"read-back failed: {exc}"
-        return result
+        return {"checked": False, "reason": f"read-back failed: {exc}"}
     finally:
         api.close()
-    lost = find_lost_writes(sent, read)
-    result.update(checked=True, lost=[{"device": lw.device, "time": lw.time} for lw in lost],
-                  read_back=sum(len(v) for v in read.values()))
-    return result
+    return integrity_block(sent, read)

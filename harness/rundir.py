@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,18 @@ def write_locust_stats(environment: Any, run_dir: Path) -> None:
                         round(entry.max_response_time, 2), round(entry.total_rps, 2)])
 
 
-def finish_run(environment: Any, ctx: Any, target: Any) -> int:
-    """Close the samples, check integrity, analyse, write summary and report; return the exit code."""
+def write_run_info(run_dir: Path, scenario: Any, limits: Any, duration: float | None) -> None:
+    """What judging needs besides the samples: the limits in force and when the run started."""
+    from harness.judge import save_limits
+
+    save_limits(run_dir, limits)
+    info = {"started": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "duration": duration,
+            "scenario": scenario.name}
+    (run_dir / "run.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+
+
+def finish_run(environment: Any, ctx: Any, target: Any) -> dict[str, Any]:
+    """Close the samples, check integrity, analyse, write summary and report; return the summary."""
     from harness.analysis.summary import write_summary
     from harness.judge import judge_run
     from harness.readback import read_back
@@ -64,7 +73,12 @@ def finish_run(environment: Any, ctx: Any, target: Any) -> int:
     (run_dir / "integrity.json").write_text(json.dumps(integrity, indent=2), encoding="utf-8")
     summary = judge_run(run_dir, ctx.limits, ctx.scenario.criteria)
     write_summary(run_dir, summary)
-    from harness.console import format_summary
+    write_html_report(run_dir)
+    return summary
 
-    print(format_summary(summary, run_dir), file=sys.stderr)
-    return 0 if summary.get("passed") else 1
+
+def write_html_report(run_dir: Path) -> Path | None:
+    """index.html next to summary.json (the report package draws it from the folder)."""
+    from harness.report import write_report
+
+    return write_report(run_dir)

@@ -10,7 +10,7 @@ them back when stopped, so the web UI can change the user count mid-run.
 from __future__ import annotations
 
 import math
-import random
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +20,8 @@ from harness.fleet import Device, Fleet
 from harness.limits import LimitsTable
 from harness.provision import Login
 from harness.record import Recorder, classify
-from harness.schedule import FleetTimeline, Ledger
-from harness.scenario import Scenario, make_generator
+from harness.schedule import FleetTimeline, Ledger, stable_seed
+from harness.scenario import Scenario, device_rng, make_state_generator
 from harness.users.devices import Reporter
 
 INTEGRITY_SAMPLE = 25  # devices whose accepted states are read back after the run
@@ -73,23 +73,23 @@ class RunContext:
     """Shared, mutable state of one run inside one Locust process."""
 
     def __init__(self, scenario: Scenario, fleet: Fleet, login: Login, limits: LimitsTable,
-                 run_dir: Path | None, seed: int = 0) -> None:
+                 run_dir: Path | None) -> None:
         self.scenario, self.fleet, self.login, self.limits = scenario, fleet, login, limits
         self.run_dir = run_dir
         pacing = scenario.pacing
-        self.ledger = Ledger(limits, pacing.throttle, pacing.margin,
-                             set(pacing.probe.limits) if pacing.probe else set(),
-                             pacing.probe.factor if pacing.probe else 1.0)
+        self.ledger = Ledger(limits, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
         self.recorder = Recorder(run_dir)
         self._ops: dict[str, int] = {}
         self._keys: dict[str, int] = {}
         self.units = plan_units(scenario, fleet)
-        self.rng = random.Random(seed)
+        self.start = time.time()  # one origin for every timeline, so phases spread across the whole fleet
+        self.position = {p.name: i for c in scenario.fleet.classes for i, p in enumerate(c.devices(scenario.run_tag))}
         reporters = [d for d in fleet.devices]
         self.integrity_ids = {d.id for d in reporters[:: max(1, len(reporters) // INTEGRITY_SAMPLE)][:INTEGRITY_SAMPLE]}
         self.accepted: dict[str, list[int]] = {i: [] for i in self.integrity_ids}
         self.classes = {c.name: c for c in scenario.fleet.classes}
         self.claimed: dict[int, Unit] = {}
+        self.throttled_count = 0
 
     # -- recording -------------------------------------------------------
     def record(self, op: str, key: str, planned: float, sent: float, latency: float, status: int,
@@ -115,15 +115,18 @@ class RunContext:
         return self.ledger.reserve(op, self.keys_for(key), desired)
 
     def throttled(self, op: str, key: str, at: float, retry_after: float | None) -> None:
+        self.throttled_count += 1
         self.ledger.on_throttled(op, self.keys_for(key), at, retry_after)
 
     def state_interval(self, class_interval: float) -> float:
         """Seconds between a device's state reports; in probe mode, fast enough to cross the limit."""
         pacing = self.scenario.pacing
-        if pacing.throttle == "probe" and pacing.probe and "device.sendState" in pacing.probe.limits:
-            lim = self.limits.by_name("device.sendState") if any(
-                lim.name == "device.sendState" for lim in self.limits.limits) else self.limits.for_operation("device.sendState")[0]
-            return lim.window / (lim.count * pacing.probe.factor)
+        if pacing.throttle == "probe":
+            probed = [lim for lim in self.limits.for_operation("device.sendState")
+                      if lim.name in pacing.probe_limits and lim.window]
+            if probed:
+                lim = probed[0]
+                return min(class_interval, lim.window / (lim.count * pacing.probe_factor))
         return class_interval
 
     # -- work units ------------------------------------------------------
@@ -132,10 +135,9 @@ class RunContext:
         cls = self.classes[unit.class_name]
         reporters = []
         for d in unit.devices:
-            rng = random.Random(f"{self.fleet.run_tag}/{d.name}")
-            gens = {name: make_generator(spec, rng) for name, spec in cls.attributes.items()}
+            state = make_state_generator(cls.attributes, device_rng(self.scenario.seed, d.name))
             auth_id = (d.gateway_id if d.kind == "peripheral" else None) or d.id
-            reporters.append(Reporter(d, auth_id, gens, cls.batch_size, polls=d.kind != "peripheral"))
+            reporters.append(Reporter(d, auth_id, state, cls.batch_size, polls=d.kind != "peripheral"))
         self.claimed[id(reporters)] = unit
         return reporters, cls
 
@@ -146,9 +148,15 @@ class RunContext:
             self.units[unit.kind].append(unit)
 
     def timeline_for(self, reporters: list[Reporter], cls: Any) -> FleetTimeline:
+        """The unit's open-loop timeline on the run's common origin; sends planned before
+        the user existed (it started later in the ramp) are skipped, not sent in a burst."""
         interval = self.state_interval(cls.report_interval)
-        return FleetTimeline.for_devices(len(reporters), interval, cls.jitter, cls.command_poll_interval,
-                                         seed=hash((self.fleet.run_tag, reporters[0].device.id)) & 0xFFFF)
+        timeline = FleetTimeline.for_devices(
+            len(reporters), interval, cls.jitter, cls.command_poll_interval, start=self.start,
+            seed=stable_seed(self.fleet.run_tag, cls.name), first=self.position[reporters[0].device.name],
+            of=cls.total_devices, polls=[r.polls for r in reporters])
+        timeline.skip_to(time.time())
+        return timeline
 
-    def operator_actions(self) -> list[tuple[str, Any]]:
-        return list(self.scenario.operators.actions.items())
+    def operator_actions(self) -> list[Any]:
+        return list(self.scenario.operators.actions)

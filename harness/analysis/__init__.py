@@ -1,0 +1,19 @@
+"""Judge a run from its samples: pure functions of ``Samples`` and data, no I/O but ``write_summary``.
+
+Modules: ``percentiles`` (exact order statistics, per-bucket series), ``throughput``
+(counts, rates), ``windows`` + ``conformance`` (did the target throttle as
+documented), ``integrity`` (lost writes), ``criteria`` (pass/fail), ``summary``
+(``summary.json``; fields in docs/SUMMARY.md).
+"""
+
+from .conformance import Conformance, Finding, LimitReport, check_conformance
+from .criteria import Criteria, Verdict, evaluate, parse_criteria, passed
+from .integrity import LostWrite, find_lost_writes, integrity_block
+from .percentiles import LABELS, exact_percentiles, percentile_series
+from .summary import analyze, build_summary, write_summary
+
+__all__ = [
+    "LABELS", "Conformance", "Criteria", "Finding", "LimitReport", "LostWrite", "Verdict", "analyze",
+    "build_summary", "check_conformance", "evaluate", "exact_percentiles", "find_lost_writes",
+    "integrity_block", "parse_criteria", "passed", "percentile_series", "write_summary",
+]

@@ -145,14 +145,14 @@ class Auth:
         return device
 
     def device_reaches(self, principal: Principal, device: dict[str, Any], operation: str) -> bool:
-        if device["id"] == principal.device_id:
-            return True
+        key = self.store.get("keys", principal.key_id or "")
+        if device["id"] == principal.device_id:  # live: a device that lost the key's tag loses the key
+            return key is not None and key_allows(key, device)
         if operation == "device.sendState":
             caller = self.store.get("devices", principal.device_id or "")
             return (caller is not None and caller.get("deviceClass") in GATEWAY_CLASSES
                     and device.get("deviceClass") == "peripheral"
                     and device.get("gatewayId") in (None, "", caller["id"]))
-        key = self.store.get("keys", principal.key_id or "")
         return key is not None and key_allows(key, device)
 
     def visible(self, principal: Principal, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:

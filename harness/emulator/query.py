@@ -31,15 +31,8 @@ from typing import Any
 
 from harness.emulator.timeparse import format_time, parse_input_time
 
-__all__ = [
-    "glob_match",
-    "tag_filter_matches",
-    "compile_query",
-    "validate_query",
-    "device_matches",
-    "event_matches",
-    "key_matches",
-]
+__all__ = ["glob_match", "tag_filter_matches", "compile_query", "validate_query",
+           "device_matches", "event_matches", "key_matches", "filter_records"]
 
 Predicate = Callable[[dict[str, Any]], bool]
 Getter = Callable[[dict[str, Any]], Any]
@@ -117,23 +110,20 @@ def _date(read: Getter) -> Getter:
     return as_ms
 
 
-def _connection(record: dict[str, Any]) -> dict[str, Any]:
-    info = record.get("connectionInfo")
-    return info if isinstance(info, dict) else {}
-
-
 def _connection_status(record: dict[str, Any]) -> Any:
+    """``connectionStatus`` if stored, else derived from ``connectionInfo.connected`` (1/0)."""
     if record.get("connectionStatus") is not None:
         return record["connectionStatus"]
-    connected = _connection(record).get("connected")
-    return {1: "connected", 0: "disconnected"}.get(connected) if connected is not None else None
+    return {1: "connected", 0: "disconnected"}.get((record.get("connectionInfo") or {}).get("connected"))
 
 
 def _connection_time(state: int, key: str) -> Getter:
+    """``connectedAt``/``disconnectedAt`` if stored, else ``connectionInfo.time`` in that state."""
+
     def read(record: dict[str, Any]) -> Any:
         if record.get(key) is not None:
             return record[key]
-        info = _connection(record)
+        info = record.get("connectionInfo") or {}
         return info.get("time") if info.get("connected") == state else None
 
     return read
@@ -151,15 +141,11 @@ def _tag_pairs_from_list(field: str) -> Getter:
 
 def _tag_pairs_from_dict(field: str) -> Getter:
     """Event tags are ``{key: value}`` (``eventPost.json``); a list value yields several pairs."""
-
-    def read(record: dict[str, Any]) -> list[tuple[Any, Any]]:
-        pairs: list[tuple[Any, Any]] = []
-        for key, value in (record.get(field) or {}).items():
-            for one in value if isinstance(value, list) else [value]:
-                pairs.append((key, one))
-        return pairs
-
-    return read
+    return lambda record: [
+        (key, one)
+        for key, value in (record.get(field) or {}).items()
+        for one in (value if isinstance(value, list) else [value])
+    ]
 
 
 def _list(name: str) -> Getter:
@@ -266,13 +252,18 @@ def _query_time(field: str, operand: Any) -> Any:
         return operand
     if isinstance(operand, str):
         text = operand.strip()
-        try:
-            return float(text) if "." in text else int(text)
-        except ValueError:
-            pass
-        ms = parse_input_time(text, now_ms=0)
-        if ms is not None:
-            return ms
+        for number in (int, float):
+            try:
+                value = number(text)
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                return value  # numeric text is epoch ms, never seconds
+            break
+        else:
+            ms = parse_input_time(text, now_ms=0)
+            if ms is not None:
+                return ms
     raise ValueError(f"query field {field!r}: cannot read {operand!r} as a time (use ISO-8601 or epoch ms)")
 
 

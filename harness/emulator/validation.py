@@ -105,6 +105,12 @@ def describe(error: ValidationError, root: str = "") -> str:
         return f"{where}: value is not one of the allowed values"
     if kind in ("minLength", "maxLength", "minItems", "maxItems", "minimum", "maximum"):
         return f"{where}: violates {kind} {error.validator_value}"
+    if kind in ("anyOf", "oneOf"):
+        options = error.validator_value
+        if all(isinstance(o, dict) and set(o) == {"required"} for o in options):
+            names = ", ".join(n for o in options for n in o["required"])
+            return f"{where}: one of the fields {names} is required"
+        return f"{where}: does not match any allowed form ({kind})"
     if kind == "pattern":
         return f"{where}: does not match pattern {error.validator_value}"
     return f"{where}: is not valid ({kind})"

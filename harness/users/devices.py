@@ -26,7 +26,7 @@ class Reporter:
 
     device: Device
     auth_id: str  # the device that authenticates: itself, or its gateway
-    generators: dict[str, Callable[[], Any]]
+    state: Callable[[], dict[str, Any]]  # the next state's data
     batch_size: int
     polls: bool  # polls its commands (peripherals do not connect themselves)
     token: str | None = None
@@ -83,7 +83,7 @@ class ReportingUser(LosantUser):
     def send_state(self, r: Reporter, planned: float) -> None:
         base_ms = int(planned * 1000)
         times = [base_ms - (r.batch_size - 1 - i) for i in range(r.batch_size)]
-        states = [{"time": t, "data": {n: g() for n, g in r.generators.items()}} for t in times]
+        states = [{"time": t, "data": r.state()} for t in times]
         body = states[0] if r.batch_size == 1 else states
         status = self._send(r, "device.sendState", "POST", "state", planned, body)
         if status == 200:
@@ -111,7 +111,10 @@ class ReportingUser(LosantUser):
         timeline = self.ctx.timeline_for(self.reporters, self.class_cfg)
         pool = Pool(self.pool_size)
         while True:
-            self.wait_until(timeline.next_time())
+            nxt = timeline.next_time()
+            if nxt is None:
+                return
+            self.wait_until(nxt)
             for planned, index, action in timeline.pop_due(time.time()):
                 if self.pool_size == 1:
                     self.act(self.reporters[index], action, planned)

@@ -27,8 +27,7 @@ class OperatorUser(LosantUser):
     def on_start(self) -> None:
         self.rng = random.Random()
         self.actions = self.ctx.operator_actions()
-        self.names = [name for name, _ in self.actions]
-        self.weights = [spec.weight for _, spec in self.actions]
+        self.weights = [a.weight for a in self.actions]
         self.token = self.sign_in()
 
     def sign_in(self) -> str | None:
@@ -65,9 +64,8 @@ class OperatorUser(LosantUser):
 
     @task
     def act(self) -> None:
-        name = self.rng.choices(self.names, self.weights)[0]
-        spec = dict(self.actions)[name]
-        getattr(self, "do_" + name)(spec)
+        spec = self.rng.choices(self.actions, self.weights)[0]
+        getattr(self, "do_" + spec.action)(spec)
 
     # Each action: one documented call, named by its operation.
     def do_list_devices(self, spec: Any) -> None:

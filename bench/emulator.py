@@ -1,0 +1,189 @@
+"""Benchmark: the emulator's send-state hot path against a bare raw-ASGI app on the same server.
+
+Both run on uvicorn (uvloop + httptools, one worker, access log off), pinned to CPU 0
+with ``taskset`` when available; ``wrk`` runs pinned to CPU 1.
+
+(a) bare: parses the JSON body and answers ``{"success": true}``.
+(b) emulator: ``POST /applications/A/devices/D/state`` over many devices, each with its
+    own device token (provisioned through the API first); a Lua script rotates the
+    devices round-robin so each stays under its 30 per 15 s limit (the device count is
+    chosen from the measured bare rate: devices >= rate / 1.5).
+Prints req/s (median of 3 runs) for both, the ratio (target >= 0.5), the count of
+non-2xx answers, and the latency median at half the emulator's max rate. wrk2 is not
+in Debian, so the half-rate run is wrk with a per-connection think time (Lua
+``delay()``): closed loop, rate = connections / (delay + latency); the achieved rate
+is printed next to the median.
+
+Usage: ``python bench/emulator.py [--devices N] [--duration S] [--connections C]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY = '{"data":{"temp":21.5}}'
+
+BARE_APP = '''
+import orjson, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        m = await receive()
+        body += m.get("body", b"")
+        more = m.get("more_body", False)
+    orjson.loads(body or b"null")
+    out = orjson.dumps({"success": True})
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
+    await send({"type": "http.response.body", "body": out})
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", 0)); s.listen(2048)
+print("bare listening on http://127.0.0.1:%d " % s.getsockname()[1], flush=True)
+cfg = uvicorn.Config(app, loop="uvloop", http="httptools", access_log=False, log_level="error", lifespan="off")
+uvicorn.Server(cfg).run(sockets=[s])
+'''
+
+LUA = '''
+local lines = {}
+local i = 0
+local think = %(think)d
+init = function(args)
+  for line in io.lines("%(targets)s") do lines[#lines + 1] = line end
+  i = math.random(#lines)
+end
+request = function()
+  i = i %% #lines + 1
+  local path, token = lines[i]:match("([^ ]+) ([^ ]+)")
+  return wrk.format("POST", path, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, '%(body)s')
+end
+%(delay)s
+'''
+
+
+def pinned(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+
+
+def start(cmd: list[str]) -> tuple[subprocess.Popen[str], str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (http://\S+) ", line)
+    if not match:
+        proc.kill()
+        raise SystemExit(f"server did not start: {line!r}")
+    return proc, match.group(1)
+
+
+def wrk(url: str, script: str, duration: int, connections: int, latency: bool = False) -> dict[str, float]:
+    cmd = pinned(1) + ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script, url]
+    if latency:
+        cmd.insert(-1, "--latency")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    result = {"rps": rps, "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
+    p50 = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out)
+    if p50:
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
+        result["p50_ms"] = float(p50.group(1)) * scale
+    return result
+
+
+def provision(url: str, devices: int) -> list[str]:
+    import httpx  # noqa: PLC0415
+
+    with httpx.Client(base_url=url, timeout=30) as c:
+        tok = c.post("/auth/user", json={"email": "admin@emulator.local", "password": "emulator-password"}).json()["token"]
+        h = {"Authorization": f"Bearer {tok}"}
+        app = c.post("/applications", json={"name": "bench"}, headers=h).json()["id"]
+        key = c.post(f"/applications/{app}/keys", json={}, headers=h).json()
+        lines = []
+        for i in range(devices):
+            dev = c.post(f"/applications/{app}/devices", headers=h,
+                         json={"name": f"b{i}", "attributes": [{"name": "temp", "dataType": "number"}]}).json()["id"]
+            dtok = c.post("/auth/device", json={"deviceId": dev, "key": key["key"], "secret": key["secret"]}).json()["token"]
+            lines.append(f"/applications/{app}/devices/{dev}/state {dtok}")
+    return lines
+
+
+def script(tmp: Path, name: str, targets: list[str], think_ms: int = 0) -> str:
+    tfile = tmp / f"{name}.txt"
+    tfile.write_text("\n".join(targets) + "\n")
+    delay = f"delay = function() return {think_ms} end" if think_ms else ""
+    path = tmp / f"{name}.lua"
+    path.write_text(LUA % {"targets": tfile, "body": BODY, "think": think_ms, "delay": delay})
+    return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--devices", type=int, default=0, help="devices to rotate (default: from the bare rate)")
+    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--runs", type=int, default=3)
+    args = p.parse_args(argv)
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found (Debian: apt-get install -y wrk)")
+    tmp = Path(tempfile.mkdtemp(prefix="emubench-"))
+
+    bare, bare_url = start(pinned(0) + [sys.executable, "-c", BARE_APP])
+    try:
+        bare_script = script(tmp, "bare", ["/state x"])
+        wrk(bare_url, bare_script, 2, args.connections)  # warm-up
+        bare_runs = [wrk(bare_url, bare_script, args.duration, args.connections)["rps"] for _ in range(args.runs)]
+    finally:
+        bare.terminate()
+        bare.wait(10)
+    bare_rps = statistics.median(bare_runs)
+
+    devices = args.devices or max(2000, int(bare_rps / 1.5))
+    emu, emu_url = start(pinned(0) + [sys.executable, "-m", "harness.emulator", "--port", "0", "--quiet"])
+    try:
+        t0 = time.monotonic()
+        targets = provision(emu_url, devices)
+        provision_s = time.monotonic() - t0
+        emu_script = script(tmp, "emu", targets)
+        time.sleep(15)  # provisioning does not touch the state throttle, but start clean anyway
+        runs = [wrk(emu_url, emu_script, args.duration, args.connections) for _ in range(args.runs)]
+        emu_rps = statistics.median(r["rps"] for r in runs)
+        non2xx = sum(r["non2xx"] for r in runs)
+        half = emu_rps / 2
+        think = 5  # ms per request per connection
+        conns = max(1, round(half * think / 1000))
+        half_script = script(tmp, "half", targets, think_ms=think)
+        probe = wrk(emu_url, half_script, 3, conns, latency=True)  # calibrate: latency adds to the think time
+        conns = max(1, round(conns * half / max(probe["rps"], 1.0)))
+        half_runs = [wrk(emu_url, half_script, args.duration, conns, latency=True) for _ in range(args.runs)]
+    finally:
+        emu.terminate()
+        emu.wait(10)
+    half_p50 = statistics.median(r.get("p50_ms", float("nan")) for r in half_runs)
+    half_rate = statistics.median(r["rps"] for r in half_runs)
+    print(f"bare raw ASGI      : {bare_rps:9.0f} req/s  (runs: {', '.join(f'{x:.0f}' for x in bare_runs)})")
+    print(f"emulator sendState : {emu_rps:9.0f} req/s  (runs: {', '.join(str(round(r['rps'])) for r in runs)}; "
+          f"{devices} devices; non-2xx {int(non2xx)}; provisioning {provision_s:.1f} s)")
+    print(f"ratio              : {emu_rps / bare_rps:9.2f}  (target >= 0.50)")
+    print(f"latency p50 at half: {half_p50:9.3f} ms  (achieved {half_rate:.0f} req/s of {half:.0f} target; "
+          f"{conns} connections x {think} ms think time, closed loop)")
+    print(f"pinning            : server {'CPU 0' if pinned(0) else 'unpinned'}, wrk {'CPU 1' if pinned(1) else 'unpinned'}, "
+          f"{args.duration} s per run, medians of {args.runs}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Pass/fail criteria: parsed from the scenario's ``criteria`` section, judged on a summary.
+
+```yaml
+criteria:
+  latency:                 # ms; an operation name, or "*" for all requests pooled together
+    device.sendState: {p99: 250, p50: 50}
+    "*": {p95: 1000}
+  latency_basis: corrected # corrected | response   [corrected]
+  max_error_rate: 0.01     # fraction of requests with an error other than 429
+  max_throttled_rate: 0.0  # fraction of requests answered 429
+  lost_writes: 0           # most lost writes allowed                 [0]
+  conformance_findings: 0  # most throttle conformance findings allowed [0]
+  min_throughput: 20       # overall requests per second
+```
+
+``null`` switches a defaulted criterion off. ``evaluate`` reads only the summary
+dict, so an old run's ``summary.json`` can be re-judged with other criteria. A
+criterion whose figure was not measured (no read-back, no samples of the operation)
+gets status "not checked": it neither passes nor fails the run, and says why.
+Latency bounds use the corrected latency by default, because response time hides
+the waiting that a stalled sender imposes (coordinated omission).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from harness.errors import ConfigError
+
+from .percentiles import LABELS
+
+BASES = ("corrected", "response")
+FIELDS = ("latency", "latency_basis", "max_error_rate", "max_throttled_rate", "lost_writes",
+          "conformance_findings", "min_throughput")
+
+
+@dataclass(frozen=True)
+class Criteria:
+    latency: tuple[tuple[str, str, float], ...] = ()  # (op or "*", percentile label, bound ms)
+    latency_basis: str = "corrected"
+    max_error_rate: float | None = None
+    max_throttled_rate: float | None = None
+    lost_writes: int | None = 0
+    conformance_findings: int | None = 0
+    min_throughput: float | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    bound: float | int | None
+    measured: float | int | None
+    passed: bool | None  # None: not checked
+    status: str  # "pass" | "fail" | "not checked"
+    unit: str = ""
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _hint(word: str, allowed: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass
+class _Problems:
+    where: str
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, path: str, value: Any, expected: str) -> None:
+        self.lines.append(f"{self.where}.{path}: {value!r} is not allowed; expected {expected}")
+
+    def number(self, path: str, value: Any, lo: float, hi: float | None, integer: bool = False,
+               lo_open: bool = False) -> float | None:
+        if value is None:
+            return None
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
+        if integer:
+            ok = ok and float(value).is_integer()
+        if not ok:
+            kind = "a whole number" if integer else "a number"
+            rng = f"{'above' if lo_open else 'at least'} {lo:g}" + (f" and at most {hi:g}" if hi is not None else "")
+            self.add(path, value, f"{kind} {rng}")
+            return None
+        return int(value) if integer else float(value)
+
+
+def parse_criteria(data: dict[str, Any] | None, where: str = "criteria",
+                   known_ops: Iterable[str] | None = None) -> Criteria:
+    """Validate the section; raise one ``ConfigError`` listing every problem, one per line.
+
+    >>> parse_criteria({"latency": {"*": {"p99": 500}}}, "s.yaml: criteria").latency
+    (('*', 'p99', 500.0),)
+    """
+    if data is None:
+        return Criteria()
+    p = _Problems(where)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {data!r} is not allowed; expected a mapping with {', '.join(FIELDS)}")
+    for key in data:
+        if key not in FIELDS:
+            p.lines.append(f"{where}: unknown field {key!r}{_hint(str(key), FIELDS)}; allowed: {', '.join(FIELDS)}")
+    latency: list[tuple[str, str, float]] = []
+    lat = data.get("latency")
+    known = set(known_ops) if known_ops is not None else None
+    if lat is not None and not isinstance(lat, dict):
+        p.add("latency", lat, 'a mapping of operation name (or "*") to {percentile: bound in ms}')
+    for op, bounds in (lat or {}).items() if isinstance(lat, dict) else ():
+        if not isinstance(op, str) or not op:
+            p.add("latency", op, 'an operation name or "*"')
+            continue
+        if known is not None and op != "*" and op not in known:
+            p.lines.append(f"{where}.latency: unknown operation {op!r}{_hint(op, sorted(known))}")
+            continue
+        if not isinstance(bounds, dict) or not bounds:
+            p.add(f"latency.{op}", bounds, f"a mapping of percentile ({', '.join(LABELS)}) to a bound in ms")
+            continue
+        for label, bound in bounds.items():
+            if label not in LABELS:
+                p.lines.append(f"{where}.latency.{op}: unknown percentile {label!r}{_hint(str(label), LABELS)}; "
+                               f"allowed: {', '.join(LABELS)}")
+                continue
+            value = p.number(f"latency.{op}.{label}", bound, 0, None, lo_open=True)
+            if value is not None:
+                latency.append((op, label, value))
+    basis = data.get("latency_basis", "corrected")
+    if basis not in BASES:
+        p.lines.append(f"{where}.latency_basis: {basis!r} is not allowed; expected one of {', '.join(BASES)}"
+                       f"{_hint(str(basis), BASES)}")
+    fields: dict[str, Any] = {}
+    for name, lo, hi, integer, lo_open in (("max_error_rate", 0, 1, False, False),
+                                           ("max_throttled_rate", 0, 1, False, False),
+                                           ("lost_writes", 0, None, True, False),
+                                           ("conformance_findings", 0, None, True, False),
+                                           ("min_throughput", 0, None, False, True)):
+        if name in data:
+            fields[name] = p.number(name, data[name], lo, hi, integer, lo_open)
+    if p.lines:
+        raise ConfigError("\n".join(p.lines))
+    return Criteria(latency=tuple(latency), latency_basis=basis, **fields)
+
+
+def _verdict(name: str, bound: Any, measured: Any, ok: bool | None, unit: str = "", detail: str = "") -> Verdict:
+    status = "not checked" if ok is None else ("pass" if ok else "fail")
+    return Verdict(name, bound, measured, ok, status, unit, detail)
+
+
+def evaluate(criteria: Criteria, summary: dict[str, Any]) -> list[Verdict]:
+    """One verdict per criterion, with what was measured, in the order of the schema."""
+    out: list[Verdict] = []
+    basis_key = "corrected_latency_ms" if criteria.latency_basis == "corrected" else "response_time_ms"
+    basis_name = "corrected latency" if criteria.latency_basis == "corrected" else "response time"
+    overall = summary.get("overall") or {}
+    ops = summary.get("operations") or {}
+    for op, label, bound in criteria.latency:
+        name = f"{basis_name} {label} of {'all requests' if op == '*' else op}"
+        block = overall if op == "*" else ops.get(op)
+        measured = ((block or {}).get(basis_key) or {}).get(label)
+        if measured is None:
+            out.append(_verdict(name, bound, None, False, "ms", "no samples of this operation in the run"))
+        else:
+            out.append(_verdict(name, bound, measured, measured <= bound, "ms"))
+    count = overall.get("count", 0)
+    for name, field_name, rate in (("error rate (errors other than 429)", "max_error_rate", "error_rate"),
+                                   ("throttled rate (429s)", "max_throttled_rate", "throttled_rate")):
+        bound = getattr(criteria, field_name)
+        if bound is not None:
+            measured = overall.get(rate) if count else None
+            ok = None if measured is None else measured <= bound
+            out.append(_verdict(name, bound, measured, ok, "fraction", "" if count else "no requests"))
+    if criteria.min_throughput is not None:
+        measured = overall.get("throughput_rps")
+        ok = None if measured is None else measured >= criteria.min_throughput
+        out.append(_verdict("throughput", criteria.min_throughput, measured, ok, "requests/s"))
+    if criteria.lost_writes is not None:
+        integ = summary.get("integrity") or {}
+        if integ.get("checked"):
+            lost = int(integ.get("lost_writes", len(integ.get("lost") or [])))
+            out.append(_verdict("lost writes", criteria.lost_writes, lost, lost <= criteria.lost_writes))
+        else:
+            out.append(_verdict("lost writes", criteria.lost_writes, None, None,
+                                detail=integ.get("reason", "integrity was not checked")))
+    if criteria.conformance_findings is not None:
+        conf = summary.get("conformance") or {}
+        total = conf.get("findings_total")
+        ok = None if total is None else total <= criteria.conformance_findings
+        out.append(_verdict("throttle conformance findings", criteria.conformance_findings, total, ok,
+                            detail="" if total is not None else "conformance was not checked"))
+    return out
+
+
+def passed(verdicts: list[Verdict]) -> bool:
+    """The run passes when no verdict failed ("not checked" is not a failure)."""
+    return all(v.passed is not False for v in verdicts)

@@ -1,0 +1,111 @@
+"""``python -m harness.emulator``: start the emulator on uvicorn (uvloop + httptools, no access log).
+
+Prints exactly one start line with the URL and the login; the password itself is
+printed only when it is the documented default. A bad ``--limits`` file is one line
+on stderr naming the file and field, exit code 2.
+
+Test-only options (fault injection for the harness's own tests, never for real runs):
+``--test-drop-fraction F`` answers success for state writes but silently drops the
+fraction F of them (deterministically, every 1/F-th call); ``--test-delay-ms N`` adds
+N ms before answering every request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.limits import load_limits
+
+from .config import DEFAULT_EMAIL, DEFAULT_PASSWORD, EmulatorConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness.emulator", description="Losant REST API emulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    p.add_argument("--email", default=None, help=f"login email (env LOSANT_EMULATOR_EMAIL, default {DEFAULT_EMAIL})")
+    p.add_argument("--password", default=None, help="login password (env LOSANT_EMULATOR_PASSWORD, default: the documented one)")
+    p.add_argument("--db", default=None, metavar="PATH", help="SQLite file (default: in memory)")
+    p.add_argument("--limits", default=None, metavar="FILE", help="YAML overrides of the limits table (docs/LIMITS.md)")
+    p.add_argument("--job-seconds", type=float, default=None, metavar="S", help="simulated job duration (concurrency limits)")
+    p.add_argument("--quiet", action="store_true", help="log errors only")
+    p.add_argument("--test-drop-fraction", type=float, default=0.0, metavar="F", help="TEST ONLY: drop fraction F of state writes")
+    p.add_argument("--test-delay-ms", type=int, default=0, metavar="N", help="TEST ONLY: delay every answer by N ms")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """Resolve options, environment and defaults into one config; ConfigError on bad values."""
+    limits = load_limits(args.limits)
+    if args.job_seconds is not None and not args.job_seconds > 0:
+        raise ConfigError(f"--job-seconds: {args.job_seconds!r} is not allowed; expected a positive number")
+    if not 0.0 <= args.test_drop_fraction < 1.0:
+        raise ConfigError(f"--test-drop-fraction: {args.test_drop_fraction!r} is not allowed; expected 0 <= F < 1")
+    if args.test_delay_ms < 0:
+        raise ConfigError("--test-delay-ms: expected a number >= 0")
+    email = args.email or os.environ.get("LOSANT_EMULATOR_EMAIL") or DEFAULT_EMAIL
+    password = args.password or os.environ.get("LOSANT_EMULATOR_PASSWORD") or DEFAULT_PASSWORD
+    if len(password) < 8:
+        raise ConfigError("--password: must be at least 8 characters (userCredentials.json)")
+    return EmulatorConfig(email=email, password=password, db_path=args.db, limits=limits, job_seconds=args.job_seconds,
+                          test_drop_fraction=args.test_drop_fraction, test_delay_ms=args.test_delay_ms)
+
+
+def start_line(url: str, config: EmulatorConfig) -> str:
+    if config.password == DEFAULT_PASSWORD:
+        login = f"login: {config.email} / password: {DEFAULT_PASSWORD} (default)"
+    else:
+        login = f"login: {config.email} / password from --password, LOSANT_EMULATOR_PASSWORD or the default"
+    return f"Losant API emulator listening on {url} ({login})"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any, quiet: bool) -> Any:
+    import uvicorn  # noqa: PLC0415 - only the serving paths need it
+
+    return uvicorn.Config(app, loop="uvloop", http="httptools", access_log=False, lifespan="on",
+                          log_level="error" if quiet else "warning", server_header=False, date_header=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn  # noqa: PLC0415
+
+    from .app import create_app  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"error: --host/--port: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
+        return 2
+    app = create_app(config)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(start_line(f"http://{shown}:{port}", config), flush=True)
+    server = uvicorn.Server(uvicorn_config(app, args.quiet))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        app.store.close()
+    return 0

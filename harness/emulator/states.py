@@ -1,0 +1,118 @@
+"""Turning a send-state body into rows, fast.
+
+The hot path checks the common shape by hand (a dict or list of dicts with a ``data``
+object of scalar values under valid names); only when that check fails is the
+jsonschema validator run, to produce the error message naming the field. Rules of
+REFERENCE 5.6: undeclared attributes are dropped, declared data types convert values
+where possible, states older than 30 days or more than a day ahead are ignored,
+same-millisecond states merge (done by the store's upsert).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from .timeparse import parse_input_time
+from .validation import validate
+
+DAY_MS = 86_400_000
+MAX_AGE_MS = 30 * DAY_MS
+MAX_AHEAD_MS = DAY_MS
+MAX_STRING = 64 * 1024
+_NAME = re.compile(r"[0-9a-zA-Z_-]{1,255}\Z")
+_STATE_KEYS = frozenset(("data", "time", "meta", "flowVersion"))
+_SCALARS = (int, float, str, bool)
+
+
+def _fast_ok(state: Any) -> bool:
+    if type(state) is not dict or not _STATE_KEYS.issuperset(state):
+        return False
+    data = state.get("data")
+    if type(data) is not dict:
+        return False
+    for name, value in data.items():
+        if not isinstance(value, _SCALARS) or not _NAME.match(name):
+            return False
+    fv = state.get("flowVersion")
+    if fv is not None and not (isinstance(fv, str) and 1 <= len(fv) <= 255):
+        return False
+    t = state.get("time")
+    return t is None or isinstance(t, (int, float, str)) or (type(t) is dict and set(t) == {"$date"})
+
+
+def check_body(body: Any) -> list[dict[str, Any]]:
+    """The states of a body (one object or an array); 400 naming the field when invalid."""
+    states = body if isinstance(body, list) else [body]
+    if not states or not isinstance(body, (list, dict)):
+        validate("deviceStateOrStates", body)
+    for i, state in enumerate(states):
+        if not _fast_ok(state):  # slow path only to name the failing field
+            validate("deviceState", state, root=f"[{i}]" if isinstance(body, list) else "")
+            validate("deviceStateOrStates", body)
+    return states
+
+
+def coerce(value: Any, data_type: str) -> Any:
+    """Convert a value to the attribute's declared type; None when it cannot be."""
+    if data_type == "number":
+        if isinstance(value, bool):
+            return 1 if value else 0
+        if isinstance(value, (int, float)):
+            return value
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+    if data_type == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
+            return value != 0
+        low = value.strip().lower()
+        return True if low in ("true", "1", "yes") else False if low in ("false", "0", "no") else None
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+    return text if len(text) <= MAX_STRING else None
+
+
+def declared_types(device: dict[str, Any]) -> dict[str, str]:
+    """Attribute name -> dataType, memoised on the cached device document (memory only)."""
+    types = device.get("_types")
+    if types is None:
+        types = {a["name"]: a.get("dataType", "string") for a in device.get("attributes") or []}
+        device["_types"] = types
+    return types
+
+
+def rows_for(device: dict[str, Any], states: list[dict[str, Any]], now_ms: int) -> list[tuple[str, int, str]]:
+    """Rows (device_id, time ms, data JSON) to store; ignored states and attributes left out."""
+    types = declared_types(device)
+    rows = []
+    device_id = device["id"]
+    for state in states:
+        raw_time = state.get("time")
+        t = now_ms if raw_time is None else parse_input_time(raw_time, now_ms)
+        if t is None:
+            t = now_ms
+        if t < now_ms - MAX_AGE_MS or t > now_ms + MAX_AHEAD_MS:
+            continue
+        data = {}
+        for name, value in state["data"].items():
+            dtype = types.get(name)
+            if dtype is None:
+                continue
+            if (dtype == "number" and type(value) in (int, float)) or (dtype == "string" and type(value) is str and len(value) <= MAX_STRING):
+                data[name] = value
+            else:
+                converted = coerce(value, dtype)
+                if converted is not None:
+                    data[name] = converted
+        if data:
+            rows.append((device_id, t, orjson.dumps(data).decode()))
+    return rows

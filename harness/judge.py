@@ -1,0 +1,80 @@
+"""Judge a run folder: samples + limits + criteria → summary.json (also for old runs, with new criteria).
+
+The run writes ``limits.json`` (the table in force) and ``integrity.json`` (the
+read-back) beside the samples, so judging again needs nothing but the folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import __version__
+from harness.errors import ConfigError
+from harness.limits import LimitsTable, table_from_dict, table_to_dict
+
+
+def save_limits(run_dir: Path, table: LimitsTable) -> None:
+    (run_dir / "limits.json").write_text(json.dumps(table_to_dict(table), indent=1), encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = None) -> dict[str, Any]:
+    """Analyse the folder's samples and evaluate the criteria; returns the summary document."""
+    from harness.analysis.summary import build_summary
+    from harness.record import read_samples
+    from harness.target import safe_url
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "samples").is_dir():
+        raise ConfigError(f"{run_dir}: not a run folder (no samples/ inside)")
+    scenario = yaml.safe_load((run_dir / "scenario.yaml").read_text(encoding="utf-8")) or {}
+    if limits is None:
+        saved = _read_json(run_dir / "limits.json")
+        limits = table_from_dict(saved) if saved else LimitsTable()
+    fleet = _read_json(run_dir / "fleet.json") or {}
+    meta = _read_json(run_dir / "run.json") or {}
+    info = {
+        "name": scenario.get("name"),
+        "run_id": run_dir.name,
+        "target": safe_url(fleet.get("base_url", "")) if fleet.get("base_url") else None,
+        "target_kind": (scenario.get("target") or {}).get("kind"),
+        "devices": fleet.get("devices"),
+        "devices_by_kind": fleet.get("by_kind"),
+        "planned_duration_s": meta.get("duration"),
+        "started": meta.get("started"),
+        "harness_version": __version__,
+        "pacing": scenario.get("pacing"),
+    }
+    samples = read_samples(run_dir)
+    pacing = (scenario.get("pacing") or {}).get("throttle", "respect")
+    return build_summary(samples, limits, info, criteria, _read_json(run_dir / "integrity.json"), pacing_mode=pacing)
+
+
+def rejudge(run_dir: Path, criteria_file: Path | None = None) -> dict[str, Any]:
+    """``losant-load analyze``: recompute and rewrite summary.json, optionally with other criteria."""
+    from harness.analysis.criteria import parse_criteria
+    from harness.analysis.summary import write_summary
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "scenario.yaml").exists():
+        raise ConfigError(f"{run_dir}: not a run folder (no scenario.yaml inside)")
+    if criteria_file is not None:
+        try:
+            data = yaml.safe_load(criteria_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{criteria_file}: cannot read criteria ({exc})") from None
+        section = data.get("criteria", data) if isinstance(data, dict) else data
+        criteria = parse_criteria(section, where=f"{criteria_file}: criteria")
+    else:
+        scenario = yaml.safe_load((run_dir / "scenario.yaml").read_text(encoding="utf-8")) or {}
+        criteria = parse_criteria(scenario.get("criteria"), where=f"{run_dir / 'scenario.yaml'}: criteria")
+    summary = judge_run(run_dir, criteria=criteria)
+    write_summary(run_dir, summary)
+    return summary

@@ -1,0 +1,219 @@
+"""Page assembly: one self-contained HTML file, sections in the order a reader asks.
+
+Verdict first (did it pass, against what, how big), then load (throughput, devices),
+then latency (over time, distribution, per-operation table), then the questions that
+decide whether the latency figures can be trusted (throttles, scheduler health,
+errors, integrity). Styles are inline in one ``<style>`` block and charts are data
+URIs, so the file opens from disk with no network; there is no script at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from harness import __version__
+from harness.report import charts, tables
+from harness.report.figures import Figures, busiest_keys
+from harness.report.rundata import RunData, utc
+from harness.report.tables import esc
+
+LATENESS_SATURATED_S = 0.050
+CPU_SATURATED_PERCENT = 90.0
+
+CSS = """
+:root{--ink:#1f2937;--muted:#6b7280;--line:#e5e7eb;--bg:#f8fafc;--card:#fff;--pass:#047857;--passbg:#d1fae5;
+--fail:#b91c1c;--failbg:#fee2e2;--warn:#b45309;--warnbg:#fef3c7;--accent:#2563eb}
+*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--ink);
+font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+header.top{background:#0f172a;color:#f8fafc;padding:22px 32px 18px}
+header.top h1{margin:0;font-size:22px;font-weight:650}header.top .sub{color:#94a3b8;margin-top:4px}
+nav{position:sticky;top:0;z-index:5;background:#fff;border-bottom:1px solid var(--line);padding:8px 32px;
+display:flex;gap:18px;flex-wrap:wrap}nav a{color:var(--muted);text-decoration:none;font-size:13px}
+nav a:hover{color:var(--accent)}main{max-width:1180px;margin:0 auto;padding:20px 24px 60px}
+section{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:18px 22px;margin:18px 0}
+h2{font-size:17px;margin:0 0 12px}h3{font-size:14px;margin:18px 0 8px}
+.verdict{display:inline-block;font-weight:700;font-size:20px;padding:6px 16px;border-radius:8px;margin-right:12px}
+.verdict.pass{background:var(--passbg);color:var(--pass)}.verdict.fail{background:var(--failbg);color:var(--fail)}
+.verdict.na{background:#e5e7eb;color:var(--muted)}
+.meta{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:10px;margin:16px 0}
+.meta div{background:var(--bg);border-radius:8px;padding:8px 12px}.meta b{display:block;font-size:11px;
+color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.04em}.meta span{font-size:15px;
+font-variant-numeric:tabular-nums;word-break:break-all}
+.scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;margin:6px 0 12px;font-size:13px}
+caption{text-align:left;font-weight:600;padding:4px 0;color:var(--muted)}
+th{text-align:left;font-weight:600;color:var(--muted);border-bottom:2px solid var(--line);padding:6px 8px;
+white-space:nowrap}td{border-bottom:1px solid var(--line);padding:5px 8px}tbody tr:nth-child(even){background:#fafafa}
+.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.op{font-family:ui-monospace,Menlo,Consolas,monospace;
+font-size:12px}tr.total td{font-weight:650;border-top:2px solid var(--line)}
+.badge{font-weight:700;text-align:center;border-radius:6px}.badge.pass{color:var(--pass);background:var(--passbg)}
+.badge.fail{color:var(--fail);background:var(--failbg)}.badge.na{color:var(--muted)}
+td.bad,.bad{color:var(--fail)}td.warn{color:var(--warn)}.ok{color:var(--pass)}.muted{color:var(--muted)}
+.alert{border-radius:8px;padding:10px 14px;margin:10px 0}.alert.fail{background:var(--failbg);color:var(--fail)}
+.alert.warn{background:var(--warnbg);color:var(--warn)}.alert.ok{background:var(--passbg);color:var(--pass)}
+img.chart{display:block;width:100%;height:auto;margin:8px 0}
+.legend-note{font-size:12px;color:var(--muted)}footer{color:var(--muted);font-size:12px;text-align:center}
+"""
+
+
+def _meta(items: list[tuple[str, str]]) -> str:
+    return '<div class="meta">' + "".join(f"<div><b>{esc(k)}</b><span>{esc(v)}</span></div>" for k, v in items) + "</div>"
+
+
+def _img(uri: str, alt: str) -> str:
+    return f'<img class="chart" src="{uri}" alt="{esc(alt)}">'
+
+
+def _section(sid: str, title: str, body: str) -> str:
+    return f'<section id="{sid}"><h2>{esc(title)}</h2>{body}</section>'
+
+
+def saturation(run: RunData, fig: Figures) -> list[str]:
+    """Reasons to distrust the latency figures (the generator, not the target, was the bottleneck)."""
+    out = []
+    p99 = fig.lateness.get("p99")
+    if p99 is not None and p99 > LATENESS_SATURATED_S:
+        out.append(f"scheduler lateness p99 is {tables.ms(p99)} ms (> {LATENESS_SATURATED_S * 1000:g} ms)")
+    cpu = run.cpu_percent
+    if cpu is not None and cpu > CPU_SATURATED_PERCENT:
+        out.append(f"generator CPU reached {cpu:.0f}% (> {CPU_SATURATED_PERCENT:g}%)")
+    return out
+
+
+def header(run: RunData, fig: Figures, saturated: list[str]) -> str:
+    passed = run.passed
+    cls, word = ("na", "NOT JUDGED") if passed is None else (("pass", "PASS") if passed else ("fail", "FAIL"))
+    meta = _meta([
+        ("scenario", run.name), ("run", run.run_id), ("target", run.target_url), ("started", utc(fig.t0)),
+        ("duration", f"{fig.duration:,.1f} s"),
+        ("fleet", f"{run.fleet_size:,} devices" if run.fleet_size is not None else f"{len(fig.active_keys) and int(fig.active_keys.max()):,} keys seen"),
+        ("requests", f"{fig.total.count:,}"), ("throughput", f"{tables.num(fig.total.rate, 1)} req/s"),
+        ("corrected p99", f"{tables.ms(fig.total.corrected['p99'])} ms"),
+        ("response p99", f"{tables.ms(fig.total.response['p99'])} ms"),
+        ("errors / 429s", f"{fig.total.errors:,} / {fig.total.throttled:,}"), ("harness", f"losant-load {__version__}"),
+    ])
+    warn = ""
+    if saturated:
+        warn = ('<div class="alert fail" id="saturated"><b>Generator saturated: latency figures are suspect.</b> '
+                + esc("; ".join(saturated)) + "</div>")
+    return (f'<section id="verdict"><div><span class="verdict {cls}" id="verdict-word">{word}</span>'
+            f'<span class="muted">{len(run.verdicts)} criteria</span></div>{warn}{meta}'
+            f'<h3>Criteria</h3>{tables.criteria(run.verdicts)}</section>')
+
+
+def _limit_reports(run: RunData, fig: Figures) -> list[dict[str, Any]]:
+    """Rate limits the run touched: the summary's reports, else rebuilt from the limits table."""
+    reports = [r for r in run.conformance.get("limits", []) if isinstance(r, dict)]
+    if reports:
+        return reports
+    s = run.samples
+    present = set(fig.ops)
+    out = []
+    for lim in run.limits().rate_limits():
+        ops = [o for o in lim.operations if o in present]
+        if not ops:
+            continue
+        codes = [s.op_names.index(o) for o in ops]
+        mask = np.isin(s.op, codes)
+        out.append({"limit": lim.name, "operations": list(lim.operations), "count": lim.count, "window": lim.window,
+                    "key": lim.key, "calls": int(mask.sum()), "throttled": int((s.status[mask] == 429).sum()),
+                    "keys": int(len(np.unique(s.key[mask]))), "model": "not judged (no summary.json)"})
+    return out
+
+
+def throttles(run: RunData, fig: Figures) -> str:
+    reports = _limit_reports(run, fig)
+    if not reports:
+        body = '<p class="muted">The run called no operation with a documented rate limit.</p>'
+    else:
+        s, imgs = run.samples, []
+        for i, r in enumerate(reports):
+            ops = [o for o in (r.get("operations") or [r.get("limit")]) if o in s.op_names]
+            window, count = float(r.get("window") or 0), int(r.get("count") or 0)
+            if not ops or window <= 0:
+                continue
+            series = busiest_keys(s, [s.op_names.index(o) for o in ops], window)
+            if series and r.get("max_accepted_in_window") is None:
+                # peak of all calls (429s included), when the summary has no estimate
+                r = reports[i] = {**r, "max_accepted_in_window": int(series[0][2].max())}
+            imgs.append(_img(charts.window_calls(str(r.get("limit")), count, window, series),
+                             f"calls per window for the busiest keys of {r.get('limit')}"))
+        body = tables.limits(reports) + "".join(imgs)
+    conf = run.conformance
+    found = [f for f in conf.get("findings", []) if isinstance(f, dict)]
+    body += "<h3>Findings</h3>" + (tables.findings(found, conf.get("findings_total"), fig.t0) if conf
+                                  else '<p class="muted">Not judged: the run folder has no summary.json.</p>')
+    return _section("throttles", "Throttle conformance", body)
+
+
+def scheduler(run: RunData, fig: Figures, saturated: list[str]) -> str:
+    cpu = run.cpu_percent
+    status = (f'<div class="alert fail">Saturated: {esc("; ".join(saturated))}.</div>' if saturated
+              else '<div class="alert ok">The generator kept up: lateness p99 within '
+                   f'{LATENESS_SATURATED_S * 1000:g} ms{" and CPU within 90%" if cpu is not None else ""}.</div>')
+    meta = _meta([(f"lateness {p}", f"{tables.ms(v)} ms") for p, v in fig.lateness.items()]
+                 + [("generator CPU", f"{cpu:.0f}%" if cpu is not None else "not recorded")])
+    chart = _img(charts.lateness(fig.lateness_curve, fig.times, fig.lateness_series, LATENESS_SATURATED_S * 1000),
+                 "scheduler lateness")
+    return _section("scheduler", "Scheduler health", status + meta + chart)
+
+
+def integrity(run: RunData) -> str:
+    data = run.integrity_result
+    if not data:
+        return _section("integrity", "Data integrity", '<p class="muted">Not checked: no integrity.json in the run folder.</p>')
+    lost = data.get("lost")
+    n_lost = data.get("lost_writes")
+    if not isinstance(n_lost, int):
+        n_lost = len(lost) if isinstance(lost, list) else (lost if isinstance(lost, int) else 0)
+    if data.get("checked") is False:
+        head = f'<div class="alert warn">Not checked: {esc(data.get("reason", "no reason given"))}</div>'
+    elif n_lost:
+        head = f'<div class="alert fail" id="integrity-result">{n_lost:,} accepted states were lost.</div>'
+    else:
+        head = (f'<div class="alert ok" id="integrity-result">All {esc(tables.value(data.get("accepted", "?")))} '
+                'accepted states were read back.</div>')
+    rows = [f"<tr>{tables.cell(k)}{tables.cell(tables.value(v) if not isinstance(v, (list, dict)) else f'{len(v):,} items', 'n')}</tr>"
+            for k, v in data.items()]
+    extra = ""
+    if isinstance(lost, list) and lost:
+        extra = "<h3>First lost states</h3><pre>" + esc("\n".join(str(x) for x in lost[:20])) + "</pre>"
+    return _section("integrity", "Data integrity", head + tables.table(("field", "value"), rows, cls="integrity") + extra)
+
+
+NAV = (("verdict", "Verdict"), ("load", "Load"), ("latency", "Latency"), ("operations", "Operations"),
+       ("throttles", "Throttles"), ("scheduler", "Scheduler"), ("errors", "Errors"), ("integrity", "Integrity"),
+       ("comparison", "Comparison"))
+
+
+def page(run: RunData, fig: Figures, comparison_html: str = "", top_ops: int = 6) -> str:
+    """The whole report as one HTML string."""
+    saturated = saturation(run, fig)
+    shown = fig.ops[:top_ops]
+    more = f" (the {len(shown)} busiest of {len(fig.ops)} operations)" if len(fig.ops) > len(shown) else ""
+    sections = [
+        header(run, fig, saturated),
+        _section("load", "Load", _img(charts.throughput(fig.times, fig.rps, fig.active_keys, fig.bucket), "throughput")),
+        _section("latency", "Latency" + more,
+                 _img(charts.percentile_series(fig.times, fig.pct_series, shown, fig.bucket), "percentiles over time")
+                 + '<h3>Distribution (HDR percentile curve)</h3>'
+                 + _img(charts.distribution(fig.curves, shown), "latency distribution")),
+        _section("operations", "Per operation",
+                 tables.operations(fig) + '<p class="legend-note">Also in <a href="operations.csv">operations.csv</a>. '
+                 "Rates divide by the run's duration; errors exclude 429s, which are counted as throttled.</p>"),
+        throttles(run, fig),
+        scheduler(run, fig, saturated),
+        _section("errors", "Errors", tables.errors(fig.errors, fig.t0)),
+        integrity(run),
+    ]
+    if comparison_html:
+        sections.append(comparison_html)
+    nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in NAV if a != "comparison" or comparison_html)
+    word = "NOT JUDGED" if run.passed is None else ("PASS" if run.passed else "FAIL")
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(word)} · {esc(run.name)} · losant-load</title><style>{CSS}</style></head><body>"
+            f'<header class="top"><h1>{esc(run.name)}</h1><div class="sub">losant-load report · run {esc(run.run_id)}'
+            f" · {esc(utc(fig.t0))}</div></header><nav>{nav}</nav><main>{''.join(sections)}</main>"
+            f"<footer>losant-load {esc(__version__)} · generated from the run folder's samples</footer></body></html>")

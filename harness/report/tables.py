@@ -1,0 +1,167 @@
+"""HTML tables and ``operations.csv``; every value that came from data goes through ``esc``.
+
+An operation or key name is data, not markup: a key called ``<script>`` must print as
+text. So cells are built from plain strings here and escaped in one place (``cell``),
+and numbers are formatted by the few helpers below so the page and the CSV agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.report.figures import LABELS, Figures, OpRow
+from harness.report.rundata import utc
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def ms(seconds: float | None) -> str:
+    """Seconds → milliseconds text with about 3 significant digits: '0.412', '12.3', '1,204'."""
+    if seconds is None or seconds != seconds:
+        return "–"
+    v = seconds * 1000.0
+    if abs(v) < 10:
+        return f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}"
+    if abs(v) < 100:
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def num(value: float | int | None, digits: int = 1) -> str:
+    if value is None or value != value:
+        return "–"
+    if isinstance(value, int) or float(value).is_integer() and digits == 0:
+        return f"{int(value):,}"
+    return f"{value:,.{digits}f}"
+
+
+def value(v: Any) -> str:
+    """A measured value of unknown type, for criteria and findings."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:,.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(value(x) for x in v)
+    return str(v)
+
+
+def rel(t: float, t0: float) -> str:
+    """Seconds since the start of the run, '+12.5 s'."""
+    return f"+{t - t0:,.1f} s"
+
+
+def cell(text: Any, cls: str = "", raw: bool = False, title: str = "") -> str:
+    attrs = (f' class="{esc(cls)}"' if cls else "") + (f' title="{esc(title)}"' if title else "")
+    return f"<td{attrs}>{text if raw else esc(text)}</td>"
+
+
+def table(headers: Sequence[str], rows: Iterable[str], cls: str = "", caption: str = "",
+          numeric_from: int = 1) -> str:
+    """A table from escaped header names and pre-built ``<tr>`` rows."""
+    numeric = ' class="n"'
+    head = "".join(f"<th{numeric if i >= numeric_from else ''}>{esc(h)}</th>" for i, h in enumerate(headers))
+    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
+    return (f'<div class="scroll"><table class="{esc(cls)}">{cap}<thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+OP_HEADERS = ("operation", "count", "rate /s", "errors", "throttled") + tuple(f"{p} ms" for p in LABELS)
+
+
+def _op_tr(row: OpRow, kind: str, css: str = "") -> str:
+    pct = row.corrected if kind == "corrected" else row.response
+    cells = [cell(row.op, "op"), cell(num(row.count), "n"), cell(num(row.rate, 2), "n"),
+             cell(num(row.errors), "n bad" if row.errors else "n"), cell(num(row.throttled), "n warn" if row.throttled else "n")]
+    cells += [cell(ms(pct[p]), "n", title=f"{p} {kind}") for p in LABELS]
+    return f'<tr class="{css}" data-op="{esc(row.op)}" data-kind="{kind}">{"".join(cells)}</tr>'
+
+
+def operations(fig: Figures) -> str:
+    """Two tables with the same rows: corrected latency and response time, labelled as such."""
+    out = []
+    for kind, caption in (("corrected", "Corrected latency (from planned send), ms"),
+                          ("response", "Response time (from actual send), ms")):
+        rows = [_op_tr(r, kind) for r in fig.rows] + [_op_tr(fig.total, kind, "total")]
+        out.append(table(OP_HEADERS, rows, cls=f"ops {kind}", caption=caption))
+    return "".join(out)
+
+
+def write_operations_csv(fig: Figures, path: Path) -> None:
+    """The per-operation table for spreadsheets: both latencies, in milliseconds, unrounded."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["operation", "count", "rate_per_s", "errors", "throttled"]
+                   + [f"corrected_{p}_ms" for p in LABELS] + [f"response_{p}_ms" for p in LABELS])
+        for r in fig.rows + [fig.total]:
+            w.writerow([r.op, r.count, "" if r.rate is None else f"{r.rate:.6g}", r.errors, r.throttled]
+                       + ["" if r.corrected[p] is None else f"{r.corrected[p] * 1000:.6g}" for p in LABELS]
+                       + ["" if r.response[p] is None else f"{r.response[p] * 1000:.6g}" for p in LABELS])
+
+
+def criteria(verdicts: list[dict[str, Any]]) -> str:
+    rows = []
+    for v in verdicts:
+        status = v.get("status")
+        passed = v.get("passed")
+        mark, css = (("n/a", "na") if status == "not checked" or passed is None
+                     else ("PASS", "pass") if passed else ("FAIL", "fail"))
+        rows.append(f'<tr class="{css}">{cell(mark, "badge " + css)}{cell(v.get("name", "?"))}'
+                    f'{cell(value(v.get("measured")), "n")}{cell(value(v.get("bound")), "n")}'
+                    f'{cell(value(v.get("detail") or v.get("reason") or ""))}</tr>')
+    if not rows:
+        return '<p class="muted">No criteria were evaluated for this run (no summary.json, or the scenario has none).</p>'
+    return table(("", "criterion", "measured", "bound", "note"), rows, cls="criteria", numeric_from=2)
+
+
+def errors(groups: list[dict[str, Any]], t0: float) -> str:
+    if not groups:
+        return '<p class="ok">No failed calls: every request got a 2xx/3xx answer.</p>'
+    rows = []
+    for g in groups:
+        first, last = float(g["first"]), float(g["last"])
+        rows.append(f'<tr>{cell(g["kind"], "kind-" + str(g["kind"]))}{cell(g["status"] or "no response", "n")}'
+                    f'{cell(g["op"], "op")}{cell(num(int(g["count"])), "n")}{cell(utc(first))}'
+                    f'{cell(rel(first, t0), "n")}{cell(utc(last))}{cell(rel(last, t0), "n")}</tr>')
+    return table(("kind", "status", "operation", "count", "first", "", "last", ""), rows, cls="errors", numeric_from=9)
+
+
+def limits(reports: list[dict[str, Any]]) -> str:
+    """Documented limit next to what was observed, one row per rate limit the run touched."""
+    rows = []
+    for r in reports:
+        peak = r.get("max_accepted_in_window")
+        count = r.get("count")
+        over = isinstance(peak, (int, float)) and isinstance(count, (int, float)) and peak > count
+        documented = f"{value(count)} per {value(r.get('window'))} s per {value(r.get('key'))}"
+        model = value(r.get("model")) + ("" if r.get("checked", True) else f" (not checked: {r.get('reason', '')})")
+        false_, missed, thr = r.get("false_throttles"), r.get("missed_throttles"), r.get("throttled")
+        rows.append(
+            f'<tr data-limit="{esc(r.get("limit", ""))}">{cell(r.get("limit", "?"), "op")}{cell(documented)}'
+            f'{cell(value(peak), "n bad" if over else "n")}{cell(value(r.get("calls")), "n")}'
+            f'{cell(value(thr), "n warn" if thr else "n")}{cell(value(r.get("keys")), "n")}'
+            f'{cell(value(false_), "n bad" if false_ else "n")}{cell(value(missed), "n bad" if missed else "n")}'
+            f'{cell(model)}</tr>')
+    return table(("limit", "documented", "peak in window", "calls", "429s", "keys", "false 429", "missed 429",
+                  "window model"), rows, cls="limits", numeric_from=2)
+
+
+def findings(items: list[dict[str, Any]], total: int | None, t0: float, shown: int = 200) -> str:
+    if not items:
+        return '<p class="ok">No conformance findings: the target throttled exactly as documented.</p>'
+    rows = [f'<tr>{cell(f.get("kind", "?"), "bad")}{cell(f.get("limit") or "–")}{cell(f.get("op", ""), "op")}'
+            f'{cell(f.get("key", ""))}{cell(rel(float(f.get("time") or t0), t0), "n")}'
+            f'{cell(value(f.get("in_window")), "n")}{cell(value(f.get("count")), "n")}{cell(f.get("note", ""))}</tr>'
+            for f in items[:shown]]
+    more = (total or len(items)) - min(len(items), shown)
+    tail = f'<p class="muted">{more:,} more findings are in summary.json.</p>' if more > 0 else ""
+    return table(("finding", "limit", "operation", "key", "when", "in window", "limit count", "note"), rows,
+                 cls="findings", numeric_from=4) + tail

@@ -1,0 +1,22 @@
+"""Scenario files: parse and validate YAML into frozen dataclasses (see docs/SCENARIOS.md).
+
+>>> from harness.scenario import load_scenario
+>>> s = load_scenario("scenarios/smoke.yaml")      # doctest: +SKIP
+>>> s.total_devices, s.fleet.classes[0].report_interval   # doctest: +SKIP
+"""
+
+from harness.scenario.generators import (
+    AttributeGenerator, StateGenerator, device_rng, make_generator, make_state_generator,
+)
+from harness.scenario.model import (
+    ACTION_OPERATIONS, CREDENTIAL_ENV, DEVICE_OPERATIONS, HARNESS_OPERATIONS, AttributeSpec, DeviceClass, FleetSpec, OperatorAction, OperatorsSpec,
+    PacingSpec, PlannedDevice, Scenario, Target, format_duration,
+)
+from harness.scenario.parse import ScenarioError, load_scenario, parse_duration, parse_scenario
+
+__all__ = [
+    "ACTION_OPERATIONS", "CREDENTIAL_ENV", "DEVICE_OPERATIONS", "HARNESS_OPERATIONS", "AttributeGenerator", "AttributeSpec", "DeviceClass", "FleetSpec",
+    "OperatorAction", "OperatorsSpec", "PacingSpec", "PlannedDevice", "Scenario", "ScenarioError",
+    "StateGenerator", "Target", "device_rng", "format_duration", "load_scenario", "make_generator",
+    "make_state_generator", "parse_duration", "parse_scenario",
+]

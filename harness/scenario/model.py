@@ -1,0 +1,397 @@
+"""The resolved scenario: frozen dataclasses, their derived numbers, and overrides.
+
+Everything here is data that ``parse.py`` has already validated; nothing reads files
+or the environment. Field names mirror the YAML keys so that ``docs/SCENARIOS.md``,
+the file and the code read the same (``OperatorAction.name`` is the command name of
+``send_command: {name: reboot}``; the action itself is ``OperatorAction.action``).
+Durations are floats in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Mapping
+
+TargetKind = Literal["emulator", "live"]
+TargetAuth = Literal["user", "token", "key"]
+DeviceKind = Literal["standalone", "gateway", "peripheral"]
+FleetMode = Literal["users", "multiplexed"]
+ThrottleMode = Literal["respect", "probe", "off"]
+
+#: Environment variables each auth method reads; the only place credentials come from.
+CREDENTIAL_ENV: dict[str, tuple[str, ...]] = {
+    "user": ("LOSANT_EMAIL", "LOSANT_PASSWORD"),
+    "token": ("LOSANT_API_TOKEN",),
+    "key": ("LOSANT_ACCESS_KEY", "LOSANT_ACCESS_SECRET"),
+}
+
+#: The documented operation each operator action performs (the name samples and the
+#: ledger use). Only ``send_command`` and ``create_event`` carry a rate limit.
+ACTION_OPERATIONS: dict[str, str] = {
+    "list_devices": "devices.get",
+    "get_device": "device.get",
+    "time_series": "data.timeSeriesQuery",
+    "last_value": "data.lastValueQuery",
+    "state_history": "device.getState",
+    "send_command": "device.sendCommand",
+    "send_command_tag": "devices.sendCommand",
+    "create_event": "events.post",
+}
+
+#: Operations the device users perform (state, command polls, connection status, sign-in).
+DEVICE_OPERATIONS = ("device.sendState", "device.getCommand", "device.setConnectionStatus", "auth.device")
+#: Every operation a run may record; criteria may name any of them.
+HARNESS_OPERATIONS = tuple(sorted(set(ACTION_OPERATIONS.values()) | set(DEVICE_OPERATIONS) | {"auth.user"}))
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest duration string that parses back to ``seconds``.
+
+    >>> format_duration(120), format_duration(0.5), format_duration(3600), format_duration(7.5)
+    ('2m', '500ms', '1h', '7.5s')
+    """
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    ms = seconds * 1000
+    if seconds < 1 and abs(ms - round(ms)) < 1e-9:
+        return f"{int(round(ms))}ms"
+    return f"{seconds!r}s"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the load goes. Credentials are never fields: see ``credential_env``."""
+
+    kind: TargetKind = "emulator"
+    url: str | None = None
+    application_id: str | None = None
+    auth: TargetAuth = "user"
+    limits: str | None = None  # emulator only; resolved against the scenario file's folder
+
+    def credential_env(self) -> tuple[str, ...]:
+        """Environment variables the harness needs for this target (none for the emulator)."""
+        return CREDENTIAL_ENV[self.auth] if self.kind == "live" else ()
+
+    def missing_credentials(self, env: Mapping[str, str]) -> list[str]:
+        """Names from ``credential_env()`` unset or empty in ``env`` (pass ``os.environ``)."""
+        return [name for name in self.credential_env() if not env.get(name)]
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """One attribute and its value generator; unused parameters stay None.
+
+    ``random_walk``: start, step, min, max (bounds optional); ``number``: min, max,
+    integer; ``boolean``: p_true; ``string``: values.
+    """
+
+    name: str
+    type: Literal["random_walk", "number", "boolean", "string"]
+    min: float | None = None
+    max: float | None = None
+    start: float | None = None
+    step: float | None = None
+    integer: bool = False
+    p_true: float | None = None
+    values: tuple[str, ...] = ()
+
+    @property
+    def data_type(self) -> str:
+        """The Losant attribute ``dataType`` to declare on the device."""
+        return {"boolean": "boolean", "string": "string"}.get(self.type, "number")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        for key in ("start", "step", "min", "max", "p_true"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.integer:
+            out["integer"] = True
+        if self.values:
+            out["values"] = list(self.values)
+        return out
+
+
+@dataclass(frozen=True)
+class PlannedDevice:
+    """A device the scenario asks for, named deterministically, before provisioning.
+
+    ``index`` is the standalone device's or gateway's number in its class;
+    ``peripheral`` the peripheral's number under its gateway (None otherwise).
+    """
+
+    name: str
+    class_name: str
+    kind: DeviceKind
+    index: int
+    gateway: str | None = None
+    peripheral: int | None = None
+
+
+@dataclass(frozen=True)
+class DeviceClass:
+    """A group of identical devices (for gateways: ``count`` gateways with ``peripherals`` each)."""
+
+    name: str
+    count: int
+    report_interval: float
+    kind: Literal["standalone", "gateway"] = "standalone"
+    peripherals: int = 0
+    tags: Mapping[str, str] = field(default_factory=dict)
+    attributes: tuple[AttributeSpec, ...] = ()
+    jitter: float = 0.1
+    batch_size: int = 1
+    command_poll_interval: float | None = None
+    connection_status: bool = False
+
+    @property
+    def total_devices(self) -> int:
+        """Devices to provision: standalone devices, or gateways plus their peripherals."""
+        return self.count * (1 + self.peripherals) if self.kind == "gateway" else self.count
+
+    @property
+    def state_streams(self) -> int:
+        """Devices whose state is reported (a gateway reports for itself and each peripheral)."""
+        return self.total_devices
+
+    def position(self, index: int, peripheral: int | None = None) -> int:
+        """A device's place in ``devices()`` order: the ``first`` to pass to
+        ``FleetTimeline.for_devices`` (with ``of=total_devices``) for a user's slice.
+
+        >>> DeviceClass("gw", 3, 10.0, kind="gateway", peripherals=4).position(2, 1)
+        12
+        """
+        per = 1 + self.peripherals if self.kind == "gateway" else 1
+        return index * per + (0 if peripheral is None else peripheral + 1)
+
+    def devices(self, run_tag: str) -> list[PlannedDevice]:
+        """Every device of the class in a fixed order: a gateway precedes its peripherals.
+
+        >>> DeviceClass("gw", 1, 10.0, kind="gateway", peripherals=2).devices("t")[2].name
+        't-gw-00000-p001'
+        """
+        out: list[PlannedDevice] = []
+        for i in range(self.count):
+            base = f"{run_tag}-{self.name}-{i:05d}"
+            out.append(PlannedDevice(base, self.name, self.kind, i))
+            for j in range(self.peripherals if self.kind == "gateway" else 0):
+                out.append(PlannedDevice(f"{base}-p{j:03d}", self.name, "peripheral", i, base, j))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "count": self.count, "kind": self.kind}
+        if self.kind == "gateway":
+            out["peripherals"] = self.peripherals
+        out.update(tags=dict(self.tags), attributes={a.name: a.to_dict() for a in self.attributes},
+                   report_interval=format_duration(self.report_interval), jitter=self.jitter,
+                   batch_size=self.batch_size,
+                   command_poll_interval=(None if self.command_poll_interval is None
+                                          else format_duration(self.command_poll_interval)),
+                   connection_status=self.connection_status)
+        return out
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    mode: FleetMode = "users"
+    connections: int = 64
+    classes: tuple[DeviceClass, ...] = ()
+
+    @property
+    def total_devices(self) -> int:
+        return sum(c.total_devices for c in self.classes)
+
+    @property
+    def reporters(self) -> int:
+        """Devices that authenticate themselves: standalone devices and gateways.
+
+        In ``users`` mode this is the number of device Locust users.
+        """
+        return sum(c.count for c in self.classes)
+
+    def by_name(self, name: str) -> DeviceClass:
+        for c in self.classes:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.mode}
+        if self.mode == "multiplexed":
+            out["connections"] = self.connections
+        out["classes"] = [c.to_dict() for c in self.classes]
+        return out
+
+
+@dataclass(frozen=True)
+class OperatorAction:
+    """One weighted operator action; options not used by ``action`` stay None/empty.
+
+    ``name`` is the command name (``send_command``, ``send_command_tag``);
+    ``tags`` selects devices (``list_devices``, ``send_command_tag``, ``time_series``,
+    ``last_value``); window/resolution are seconds.
+    """
+
+    action: str
+    weight: float
+    tags: Mapping[str, str] = field(default_factory=dict)
+    name_filter: str | None = None
+    window: float | None = None
+    resolution: float | None = None
+    aggregation: str | None = None
+    limit: int | None = None
+    name: str | None = None
+    level: str | None = None
+
+    @property
+    def operation(self) -> str:
+        """The documented operation (``device.sendCommand``) this action calls."""
+        return ACTION_OPERATIONS[self.action]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"weight": self.weight}
+        if self.tags:
+            out["tags"] = dict(self.tags)
+        for key in ("name_filter", "aggregation", "limit", "name", "level"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        for key in ("window", "resolution"):
+            if getattr(self, key) is not None:
+                out[key] = format_duration(getattr(self, key))
+        return out
+
+
+@dataclass(frozen=True)
+class OperatorsSpec:
+    count: int = 0
+    auth: Literal["user", "token"] = "user"
+    think_min: float = 1.0
+    think_max: float = 3.0
+    actions: tuple[OperatorAction, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "auth": self.auth,
+                "think_time": {"min": format_duration(self.think_min), "max": format_duration(self.think_max)},
+                "actions": {a.action: a.to_dict() for a in self.actions}}
+
+
+@dataclass(frozen=True)
+class PacingSpec:
+    """How the client treats documented rate limits (see ``harness.schedule.Ledger``)."""
+
+    throttle: ThrottleMode = "respect"
+    margin: float = 0.025
+    probe_limits: tuple[str, ...] = ()
+    probe_factor: float = 1.5
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"throttle": self.throttle, "margin": self.margin}
+        if self.throttle == "probe":
+            out["probe"] = {"limits": list(self.probe_limits), "factor": self.probe_factor}
+        return out
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario file. Build with ``load_scenario``/``parse_scenario``."""
+
+    name: str
+    fleet: FleetSpec
+    description: str = ""
+    target: Target = field(default_factory=Target)
+    duration: float = 60.0
+    ramp_up: float = 50.0
+    run_tag: str = ""
+    seed: int = 0
+    operators: OperatorsSpec = field(default_factory=OperatorsSpec)
+    pacing: PacingSpec = field(default_factory=PacingSpec)
+    criteria: Any = None  # harness.analysis.criteria.Criteria, or None when the file has none
+    criteria_data: Mapping[str, Any] | None = field(default=None, compare=False)
+    source: str = field(default="<scenario>", compare=False)
+
+    @property
+    def total_devices(self) -> int:
+        """Standalone devices + gateways + peripherals."""
+        return self.fleet.total_devices
+
+    def planned_devices(self) -> list[PlannedDevice]:
+        """Every device to provision, class by class, with its deterministic name."""
+        return [d for c in self.fleet.classes for d in c.devices(self.run_tag)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved scenario with every default filled in; parses back to an equal one."""
+        target: dict[str, Any] = {"kind": self.target.kind}
+        if self.target.kind == "live":
+            target.update(url=self.target.url, auth=self.target.auth)
+            if self.target.application_id:
+                target["application_id"] = self.target.application_id
+        elif self.target.limits:
+            target["limits"] = self.target.limits
+        out: dict[str, Any] = {
+            "name": self.name, "description": self.description, "target": target,
+            "duration": format_duration(self.duration), "ramp_up": self.ramp_up, "run_tag": self.run_tag,
+            "seed": self.seed, "fleet": self.fleet.to_dict(), "operators": self.operators.to_dict(),
+            "pacing": self.pacing.to_dict(),
+        }
+        if self.criteria_data is not None:
+            out["criteria"] = _plain(self.criteria_data)
+        return out
+
+    def with_overrides(self, *, duration: float | None = None, users: int | None = None,
+                       target_url: str | None = None, throttle: ThrottleMode | None = None) -> Scenario:
+        """The scenario with CLI overrides applied (validated like the file's values).
+
+        ``users`` rescales the fleet so that ``fleet.reporters`` (standalone devices
+        plus gateways, i.e. device users in ``users`` mode) equals it, keeping the
+        classes' proportions; operators are unchanged. ``target_url`` points the run
+        at a live target (or an emulator started elsewhere) at that URL.
+        """
+        from harness.scenario.parse import check_overrides  # parse imports this module
+
+        check_overrides(self, duration=duration, users=users, target_url=target_url, throttle=throttle)
+        out = self
+        if duration is not None:
+            out = replace(out, duration=float(duration))
+        if users is not None:
+            counts = _apportion(users, [c.count for c in out.fleet.classes])
+            classes = tuple(replace(c, count=n) for c, n in zip(out.fleet.classes, counts))
+            out = replace(out, fleet=replace(out.fleet, classes=classes))
+        if target_url is not None:
+            out = replace(out, target=replace(out.target, kind="live", url=target_url.rstrip("/"), limits=None))
+        if throttle is not None:
+            out = replace(out, pacing=replace(out.pacing, throttle=throttle))
+        return out
+
+
+def _apportion(total: int, weights: list[int]) -> list[int]:
+    """Split ``total`` in proportion to ``weights``, each part >= 1 (largest remainder).
+
+    >>> _apportion(10, [200, 5, 1])
+    [8, 1, 1]
+    """
+    n = len(weights)
+    if total <= n:
+        return [1] * n
+    # Give every class 1, then split the rest by quota; leftover goes to the largest remainders.
+    rest = total - n
+    s = sum(weights)
+    quotas = [rest * w / s for w in weights]
+    parts = [1 + math.floor(q) for q in quotas]
+    order = sorted(range(n), key=lambda i: (quotas[i] - math.floor(quotas[i]), weights[i]), reverse=True)
+    for i in order[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,376 @@
+"""Scenario YAML → validated ``Scenario``, reporting every problem at once.
+
+Each check appends a line ``<file>: <field path>: <what is wrong>; expected <what is
+allowed>`` and parsing carries on with the default, so one run of the loader shows
+the author the whole list (k6's ``Validate()``), not one error per attempt.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from harness.errors import ConfigError
+from harness.scenario.checks import (
+    ATTRIBUTES_MAX, DURATION_HINT, ScenarioError, Checker, join_path, parse_duration,
+)
+from harness.scenario.model import (
+    HARNESS_OPERATIONS, AttributeSpec, DeviceClass, FleetSpec, OperatorAction, OperatorsSpec, PacingSpec, Scenario, Target,
+)
+
+__all__ = ["ScenarioError", "check_overrides", "load_scenario", "parse_duration", "parse_scenario"]
+
+NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+CLASS_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ATTRIBUTE_RE = re.compile(r"^[0-9a-zA-Z_-]{1,255}$")
+APP_ID_RE = re.compile(r"^[0-9a-f]{24}$")
+URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+TOP = ("name", "description", "target", "duration", "ramp_up", "run_tag", "seed", "fleet", "operators",
+       "pacing", "criteria")
+TARGET = ("kind", "url", "application_id", "auth", "limits")
+FLEET = ("mode", "connections", "classes")
+CLASS = ("name", "count", "kind", "peripherals", "tags", "attributes", "report_interval", "jitter",
+         "batch_size", "command_poll_interval", "connection_status")
+GENERATOR_KEYS = {
+    "random_walk": ("type", "start", "step", "min", "max"),
+    "number": ("type", "min", "max", "integer"),
+    "boolean": ("type", "p_true"),
+    "string": ("type", "values"),
+}
+OPERATORS = ("count", "auth", "think_time", "actions")
+AGGREGATIONS = ("FIRST", "LAST", "COUNT", "MAX", "MIN", "MEDIAN", "MEAN", "SUM", "STD_DEV", "NONE")
+EVENT_LEVELS = ("info", "warning", "error", "critical")
+#: Options of each operator action (besides ``weight``), with their defaults.
+ACTION_OPTIONS: dict[str, dict[str, Any]] = {
+    "list_devices": {"tags": {}, "name_filter": None},
+    "get_device": {},
+    "time_series": {"window": 3600.0, "resolution": 300.0, "aggregation": "MEAN", "tags": {}},
+    "last_value": {"tags": {}},
+    "state_history": {"limit": 10},
+    "send_command": {"name": "ping"},
+    "send_command_tag": {"name": "sync", "tags": {}},
+    "create_event": {"level": "info"},
+}
+PACING = ("throttle", "margin", "probe")
+PROBE = ("limits", "factor")
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; ``ConfigError`` lists every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError([f"{p}: cannot read scenario file ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError([f"{p}: not valid YAML ({exc})"]) from None
+    return parse_scenario(data, str(p))
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    """Validate a mapping (as from YAML) into a ``Scenario``; relative paths resolve against ``source``."""
+    c = Checker(source)
+    if not isinstance(data, dict):
+        c.add("", f"the top level must be a mapping with name, fleet, ...; got {type(data).__name__}")
+        raise ScenarioError(c.problems)
+    top = c.mapping("", data, TOP)
+    # Fields are checked in the order the reference lists them, so the problems read top-down.
+    name_hint = "lower-case letters, digits, _ and - (1-64)"
+    name = c.string("name", top.get("name"), "", NAME_RE, name_hint) \
+        if c.required("", top, "name", "lower-case letters, digits, _ and -") else ""
+    description = c.string("description", top.get("description"), "")
+    target = _target(c, top.get("target"), source)
+    duration = c.duration("duration", top.get("duration"), 60.0)
+    ramp_up = c.number("ramp_up", top.get("ramp_up"), 50.0, lo=0, lo_open=True)
+    run_tag = c.string("run_tag", top.get("run_tag"), name, NAME_RE, name_hint)
+    seed = c.number("seed", top.get("seed"), 0, lo=0, integer=True)
+    fleet = _fleet(c, top.get("fleet"))
+    operators = _operators(c, top.get("operators"))
+    pacing = _pacing(c, top.get("pacing"), target)
+    scenario = Scenario(name=name, description=description, target=target, duration=duration, ramp_up=ramp_up,
+                        run_tag=run_tag, seed=seed, fleet=fleet, operators=operators, pacing=pacing, source=source)
+    if top.get("criteria") is not None:
+        scenario = _with_criteria(c, scenario, top["criteria"])
+    if c.problems:
+        raise ScenarioError(c.problems)
+    return scenario
+
+
+def _with_criteria(c: Checker, scenario: Scenario, data: Any) -> Scenario:
+    from dataclasses import replace
+
+    from harness.analysis.criteria import parse_criteria  # the criteria section is the analysis's to define
+
+    if not isinstance(data, dict):
+        c.bad("criteria", data, "a mapping")
+        return scenario
+    from harness.limits import LimitsTable
+
+    known = set(HARNESS_OPERATIONS) | {op for lim in LimitsTable().limits for op in lim.operations}
+    try:
+        criteria = parse_criteria(data, where=f"{c.source}: criteria", known_ops=known)
+    except ConfigError as exc:
+        c.problems.extend(str(exc).splitlines())
+        return scenario
+    return replace(scenario, criteria=criteria, criteria_data=data)
+
+
+def _target(c: Checker, value: Any, source: str) -> Target:
+    d = c.mapping("target", value, TARGET)
+    kind = c.choice("target.kind", d.get("kind"), ("emulator", "live"), "emulator")
+    if kind == "emulator":
+        for key in ("url", "application_id", "auth"):
+            if d.get(key) is not None:
+                c.add(f"target.{key}", "is only allowed with kind: live (the harness starts the emulator itself)")
+        limits = c.string("target.limits", d.get("limits"), None, expected="a path to a limits YAML file")
+        if limits is not None:
+            resolved = (Path(source).parent / limits) if source != "<scenario>" else Path(limits)
+            if not resolved.is_file():
+                c.add("target.limits", f"{limits!r}: no such file {str(resolved)!r}; expected a limits YAML "
+                                       "file, relative to the scenario file")
+            limits = str(resolved.resolve())
+        return Target(kind="emulator", limits=limits)
+    if d.get("limits") is not None:
+        c.add("target.limits", "is only allowed with kind: emulator (a live tenant enforces its own limits)")
+    url = c.string("target.url", d.get("url"), None, URL_RE, "an http(s) URL like https://api.losant.com") \
+        if c.required("target", d, "url", "an http(s) URL like https://api.losant.com") else None
+    app = c.string("target.application_id", d.get("application_id"), None, APP_ID_RE,
+                   "24 lower-case hex digits (or leave it out: the harness creates/reuses an application by run tag)")
+    auth = c.choice("target.auth", d.get("auth"), ("user", "token", "key"), "user")
+    return Target(kind="live", url=url.rstrip("/") if url else url, application_id=app, auth=auth)
+
+
+def _fleet(c: Checker, value: Any) -> FleetSpec:
+    if value is None:
+        c.add("fleet", "is required; expected a mapping with classes: [...]")
+        return FleetSpec()
+    d = c.mapping("fleet", value, FLEET)
+    mode = c.choice("fleet.mode", d.get("mode"), ("users", "multiplexed"), "users")
+    if mode == "users" and d.get("connections") is not None:
+        c.add("fleet.connections", "is only allowed with mode: multiplexed")
+    connections = c.number("fleet.connections", d.get("connections"), 64, lo=1, integer=True)
+    raw = d.get("classes")
+    if not isinstance(raw, list) or not raw:
+        c.bad("fleet.classes", raw, "a list of at least one device class")
+        raw = []
+    classes: list[DeviceClass] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        cls = _device_class(c, f"fleet.classes[{i}]", item)
+        if cls.name and cls.name in seen:
+            c.bad(f"fleet.classes[{i}].name", cls.name, "a name not used by another class")
+        seen.add(cls.name)
+        classes.append(cls)
+    return FleetSpec(mode=mode, connections=connections, classes=tuple(classes))
+
+
+def _device_class(c: Checker, path: str, value: Any) -> DeviceClass:
+    d = c.mapping(path, value, CLASS)
+    expected_name = "letters, digits, _ and - (1-64)"
+    name = c.string(f"{path}.name", d.get("name"), "", CLASS_RE, expected_name) \
+        if c.required(path, d, "name", expected_name) else ""
+    count = c.number(f"{path}.count", d.get("count"), 1, lo=1, integer=True) \
+        if c.required(path, d, "count", "a whole number >= 1") else 1
+    kind = c.choice(f"{path}.kind", d.get("kind"), ("standalone", "gateway"), "standalone")
+    peripherals = c.number(f"{path}.peripherals", d.get("peripherals"), 0, lo=0, integer=True)
+    if kind == "gateway" and peripherals < 1 and d.get("peripherals") in (None, 0):
+        c.bad(f"{path}.peripherals", d.get("peripherals"), "a whole number >= 1 (peripherals per gateway)")
+    if kind == "standalone" and peripherals:
+        c.add(f"{path}.peripherals", "is only allowed with kind: gateway")
+    interval = c.duration(f"{path}.report_interval", d.get("report_interval"), 10.0) \
+        if c.required(path, d, "report_interval", DURATION_HINT) else 10.0
+    poll = d.get("command_poll_interval")
+    return DeviceClass(
+        name=name, count=count, kind=kind, peripherals=peripherals if kind == "gateway" else 0,
+        tags=c.tags(f"{path}.tags", d.get("tags")),
+        attributes=_attributes(c, f"{path}.attributes", d.get("attributes")),
+        report_interval=interval,
+        jitter=c.number(f"{path}.jitter", d.get("jitter"), 0.1, lo=0, hi=0.5),
+        batch_size=c.number(f"{path}.batch_size", d.get("batch_size"), 1, lo=1, integer=True),
+        command_poll_interval=c.duration(f"{path}.command_poll_interval", poll, None),
+        connection_status=c.boolean(f"{path}.connection_status", d.get("connection_status"), False),
+    )
+
+
+def _attributes(c: Checker, path: str, value: Any) -> tuple[AttributeSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        c.bad(path, value, "a mapping of attribute name to generator, like {temperature: {type: number, ...}}")
+        return ()
+    if len(value) > ATTRIBUTES_MAX:
+        c.add(path, f"{len(value)} attributes is too many; expected at most {ATTRIBUTES_MAX}")
+    out = []
+    for name, spec in value.items():
+        where = join_path(path, name)
+        if not isinstance(name, str) or not ATTRIBUTE_RE.match(name):
+            c.bad(where, name, "an attribute name of letters, digits, _ and - (1-255)")
+            continue
+        out.append(_generator(c, where, str(name), spec))
+    return tuple(out)
+
+
+def _generator(c: Checker, path: str, name: str, value: Any) -> AttributeSpec:
+    kinds = tuple(GENERATOR_KEYS)
+    if not isinstance(value, dict) or "type" not in value:
+        c.bad(path, value, "a mapping with type: " + " | ".join(kinds))
+        return AttributeSpec(name, "number", 0.0, 1.0)
+    kind = value["type"]
+    if kind not in GENERATOR_KEYS:
+        close = difflib.get_close_matches(str(kind), list(kinds), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        c.add(f"{path}.type", f"{kind!r} is not allowed{hint}; expected one of " + " | ".join(kinds))
+        return AttributeSpec(name, "number", 0.0, 1.0)
+    d = c.mapping(path, value, GENERATOR_KEYS[kind])
+    lo = c.number(f"{path}.min", d.get("min"), None)
+    hi = c.number(f"{path}.max", d.get("max"), None)
+    if lo is not None and hi is not None and lo > hi:
+        c.bad(f"{path}.max", hi, f"a number >= min ({lo:g})")
+    if kind == "number":
+        for key in ("min", "max"):
+            c.required(path, d, key, "a number")
+        return AttributeSpec(name, "number", lo if lo is not None else 0.0, hi if hi is not None else 1.0,
+                             integer=c.boolean(f"{path}.integer", d.get("integer"), False))
+    if kind == "random_walk":
+        step = c.number(f"{path}.step", d.get("step"), 1.0, lo=0, lo_open=True) \
+            if c.required(path, d, "step", "a number > 0") else 1.0
+        mid = (lo + hi) / 2 if lo is not None and hi is not None else (lo if lo is not None else (hi or 0.0))
+        start = c.number(f"{path}.start", d.get("start"), mid)
+        if (lo is not None and start < lo) or (hi is not None and start > hi):
+            c.bad(f"{path}.start", start, "a number between min and max")
+        return AttributeSpec(name, "random_walk", lo, hi, start=start, step=step)
+    if kind == "boolean":
+        return AttributeSpec(name, "boolean", p_true=c.number(f"{path}.p_true", d.get("p_true"), 0.5, lo=0, hi=1))
+    values = d.get("values")
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        c.bad(f"{path}.values", values, "a non-empty list of strings (quote yes, no, on, off, true, false)")
+        values = [""]
+    return AttributeSpec(name, "string", values=tuple(values))
+
+
+def _operators(c: Checker, value: Any) -> OperatorsSpec:
+    d = c.mapping("operators", value, OPERATORS)
+    count = c.number("operators.count", d.get("count"), 0, lo=0, integer=True)
+    auth = c.choice("operators.auth", d.get("auth"), ("user", "token"), "user")
+    think = d.get("think_time")
+    if isinstance(think, dict):
+        t = c.mapping("operators.think_time", think, ("min", "max"))
+        t_min = c.duration("operators.think_time.min", t.get("min"), 1.0, positive=False)
+        t_max = c.duration("operators.think_time.max", t.get("max"), max(t_min, 3.0), positive=False)
+        if t_max < t_min:
+            c.bad("operators.think_time.max", t.get("max"), f"a duration >= min ({t_min:g}s)")
+    else:
+        t_min = t_max = c.duration("operators.think_time", think, 1.0, positive=False)
+        if think is None:
+            t_max = 3.0
+    raw = d.get("actions")
+    actions: list[OperatorAction] = []
+    if raw is not None and not isinstance(raw, dict):
+        c.bad("operators.actions", raw, "a mapping of action name to weight or {weight: ..., options}")
+        raw = {}
+    named = 0
+    for name, spec in (raw or {}).items():
+        named += 1
+        where = f"operators.actions.{name}"
+        if name not in ACTION_OPTIONS:
+            c.unknown(where, str(name), tuple(ACTION_OPTIONS))
+            continue
+        actions.append(_action(c, where, name, spec))
+    if count > 0 and raw is not None and named == 0:
+        c.add("operators.actions", "needs at least one action when count > 0; expected one of " +
+              ", ".join(ACTION_OPTIONS))
+    elif count > 0 and raw is None:
+        c.add("operators.actions", "is required when count > 0; expected a mapping of action to weight, "
+                                   "from " + ", ".join(ACTION_OPTIONS))
+    return OperatorsSpec(count=count, auth=auth, think_min=t_min, think_max=t_max, actions=tuple(actions))
+
+
+def _action(c: Checker, path: str, name: str, spec: Any) -> OperatorAction:
+    options = ACTION_OPTIONS[name]
+    if not isinstance(spec, dict):
+        weight = c.number(path, spec, 1.0, lo=0, lo_open=True)
+        spec = {}
+    else:
+        d = c.mapping(path, spec, ("weight",) + tuple(options))
+        weight = c.number(f"{path}.weight", d.get("weight"), 1.0, lo=0, lo_open=True)
+    fields: dict[str, Any] = {}
+    checks: dict[str, Callable[[str, Any, Any], Any]] = {
+        "tags": lambda p, v, dflt: c.tags(p, v),
+        "name_filter": lambda p, v, dflt: c.string(p, v, dflt, expected="a name pattern like sens*"),
+        "window": lambda p, v, dflt: c.duration(p, v, dflt),
+        "resolution": lambda p, v, dflt: c.duration(p, v, dflt),
+        "aggregation": lambda p, v, dflt: c.choice(p, v, AGGREGATIONS, dflt),
+        "limit": lambda p, v, dflt: c.number(p, v, dflt, lo=1, integer=True),
+        "name": lambda p, v, dflt: c.string(p, v, dflt, re.compile(r"^.{1,255}$"), "a command name of 1-255 characters"),
+        "level": lambda p, v, dflt: c.choice(p, v, EVENT_LEVELS, dflt),
+    }
+    for key, default in options.items():
+        fields[key] = checks[key](f"{path}.{key}", spec.get(key), default)
+    if name == "time_series" and fields["resolution"] > fields["window"]:
+        c.bad(f"{path}.resolution", spec.get("resolution"), "a duration no longer than window")
+    return OperatorAction(action=name, weight=weight, **fields)
+
+
+def _pacing(c: Checker, value: Any, target: Target) -> PacingSpec:
+    d = c.mapping("pacing", value, PACING)
+    throttle = c.choice("pacing.throttle", d.get("throttle"), ("respect", "probe", "off"), "respect")
+    margin = c.number("pacing.margin", d.get("margin"), 0.025, lo=0, hi=0.5)
+    if throttle != "probe":
+        if d.get("probe") is not None:
+            c.add("pacing.probe", "is only allowed with throttle: probe")
+        return PacingSpec(throttle=throttle, margin=margin)
+    if d.get("probe") is None:
+        c.add("pacing.probe", "is required with throttle: probe; expected {limits: [device.sendState], factor: 1.5}")
+        return PacingSpec(throttle=throttle, margin=margin)
+    p = c.mapping("pacing.probe", d.get("probe"), PROBE)
+    factor = c.number("pacing.probe.factor", p.get("factor"), 1.5, lo=1, lo_open=True)
+    known = _rate_limit_names(c, target)
+    raw = p.get("limits")
+    if not isinstance(raw, list) or not raw:
+        c.bad("pacing.probe.limits", raw, "a non-empty list of rate limit names, like [device.sendState]")
+        raw = []
+    names: list[str] = []
+    for i, item in enumerate(raw):
+        if known and item not in known:
+            close = difflib.get_close_matches(str(item), sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            c.add(f"pacing.probe.limits[{i}]", f"{item!r} is not a rate limit{hint}; expected one of " +
+                  ", ".join(sorted(known)))
+        else:
+            names.append(str(item))
+    return PacingSpec(throttle=throttle, margin=margin, probe_limits=tuple(names), probe_factor=factor)
+
+
+def _rate_limit_names(c: Checker, target: Target) -> set[str]:
+    """Limit names, and operations covered by a rate limit, of the table the run will use."""
+    from harness.limits import LimitsTable, load_limits
+
+    try:
+        table = load_limits(target.limits) if target.limits and Path(target.limits).is_file() else LimitsTable()
+    except ConfigError as exc:
+        c.add("target.limits", str(exc))
+        return set()
+    return {n for lim in table.rate_limits() for n in (lim.name, *lim.operations)}
+
+
+def check_overrides(scenario: Scenario, *, duration: Any, users: Any, target_url: Any, throttle: Any) -> None:
+    """Validate ``Scenario.with_overrides`` arguments the way the file's fields are."""
+    c = Checker(f"{scenario.source} (override)")
+    if duration is not None:
+        c.duration("duration", duration, None)
+    if users is not None:
+        n = len(scenario.fleet.classes)
+        c.number("users", users, None, lo=n, integer=True)
+    if target_url is not None:
+        c.string("target.url", target_url, None, URL_RE, "an http(s) URL like https://api.losant.com")
+    if throttle is not None:
+        c.choice("pacing.throttle", throttle, ("respect", "off"), None)
+    if c.problems:
+        raise ScenarioError(c.problems)

@@ -1,0 +1,15 @@
+"""Pure pacing: open-loop timelines (when a device should send) and the throttle ledger
+(when it may). No clock, no sleeping, no I/O: callers pass times in and get times out.
+
+>>> from harness.schedule import Ledger, DeviceTimeline, FleetTimeline, spread_phases
+"""
+
+from harness.schedule.ledger import EPSILON, MODES, Ledger, Mode, Rule, plan_rule
+from harness.schedule.timeline import (
+    Action, DeviceTimeline, Due, FleetTimeline, class_timelines, fleet_streams, spread_phases, stable_seed, unit,
+)
+
+__all__ = [
+    "EPSILON", "MODES", "Action", "DeviceTimeline", "Due", "FleetTimeline", "Ledger", "Mode", "Rule",
+    "class_timelines", "fleet_streams", "plan_rule", "spread_phases", "stable_seed", "unit",
+]

@@ -1,0 +1,107 @@
+"""Criteria: every parse problem named with where, field and what is allowed; verdicts with figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.analysis.criteria import Criteria, evaluate, parse_criteria, passed
+from harness.errors import ConfigError
+
+WHERE = "scenarios/x.yaml: criteria"
+
+
+def test_full_section_parses() -> None:
+    c = parse_criteria({
+        "latency": {"device.sendState": {"p99": 250, "p50": 50}, "*": {"p95": 1000}},
+        "latency_basis": "response", "max_error_rate": 0.01, "max_throttled_rate": 0,
+        "lost_writes": 2, "conformance_findings": None, "min_throughput": 20,
+    }, WHERE)
+    assert c.latency == (("device.sendState", "p99", 250.0), ("device.sendState", "p50", 50.0), ("*", "p95", 1000.0))
+    assert (c.latency_basis, c.max_error_rate, c.max_throttled_rate) == ("response", 0.01, 0.0)
+    assert (c.lost_writes, c.conformance_findings, c.min_throughput) == (2, None, 20.0)
+
+
+def test_defaults() -> None:
+    assert parse_criteria(None, WHERE) == parse_criteria({}, WHERE) == Criteria()
+    assert Criteria().lost_writes == 0 and Criteria().conformance_findings == 0
+    assert Criteria().latency_basis == "corrected"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"max_eror_rate": 0.1}, "criteria: unknown field 'max_eror_rate' (did you mean 'max_error_rate'?)"),
+    ({"latency": {"*": {"p98": 5}}}, "criteria.latency.*: unknown percentile 'p98'"),
+    ({"latency": {"*": {"p99": -5}}}, "criteria.latency.*.p99: -5 is not allowed; expected a number above 0"),
+    ({"latency": {"*": 5}}, "criteria.latency.*: 5 is not allowed; expected a mapping of percentile"),
+    ({"latency": [1]}, "criteria.latency: [1] is not allowed"),
+    ({"latency_basis": "corected"}, "expected one of corrected, response (did you mean 'corrected'?)"),
+    ({"max_error_rate": 1.5}, "criteria.max_error_rate: 1.5 is not allowed; expected a number at least 0 and at most 1"),
+    ({"max_throttled_rate": True}, "criteria.max_throttled_rate: True is not allowed"),
+    ({"lost_writes": 0.5}, "criteria.lost_writes: 0.5 is not allowed; expected a whole number at least 0"),
+    ({"min_throughput": 0}, "criteria.min_throughput: 0 is not allowed; expected a number above 0"),
+])
+def test_errors_name_where_field_and_allowed(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_criteria(data, WHERE)
+    assert message in str(err.value)
+    assert str(err.value).startswith(WHERE)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_criteria({"bogus": 1, "max_error_rate": -1, "latency": {"*": {"p1000": 1}}}, WHERE)
+    assert len(str(err.value).splitlines()) == 3
+
+
+def test_unknown_operation_with_did_you_mean() -> None:
+    with pytest.raises(ConfigError, match="unknown operation 'device.sendStat' \\(did you mean 'device.sendState'"):
+        parse_criteria({"latency": {"device.sendStat": {"p99": 1}}}, WHERE, known_ops=["device.sendState"])
+
+
+def summary(**over) -> dict:  # type: ignore[no-untyped-def]
+    s = {
+        "overall": {"count": 1000, "error_rate": 0.02, "throttled_rate": 0.0, "throughput_rps": 25.0,
+                    "corrected_latency_ms": {"p95": 900.0, "p99": 1500.0},
+                    "response_time_ms": {"p95": 100.0, "p99": 200.0}},
+        "operations": {"device.sendState": {"corrected_latency_ms": {"p99": 300.0, "p50": 40.0},
+                                            "response_time_ms": {"p99": 120.0, "p50": 10.0}}},
+        "conformance": {"findings_total": 3},
+        "integrity": {"checked": False, "reason": "the read-back was not run"},
+    }
+    s.update(over)
+    return s
+
+
+def test_evaluate_reports_measured_values() -> None:
+    c = parse_criteria({"latency": {"device.sendState": {"p99": 250, "p50": 50}, "*": {"p95": 1000}},
+                        "max_error_rate": 0.01, "max_throttled_rate": 0.0, "min_throughput": 20}, WHERE)
+    verdicts = {v.name: v for v in evaluate(c, summary())}
+    v = verdicts["corrected latency p99 of device.sendState"]
+    assert (v.bound, v.measured, v.passed, v.status, v.unit) == (250.0, 300.0, False, "fail", "ms")
+    assert verdicts["corrected latency p50 of device.sendState"].passed
+    assert verdicts["corrected latency p95 of all requests"].measured == 900.0
+    assert verdicts["error rate (errors other than 429)"].measured == 0.02
+    assert not verdicts["error rate (errors other than 429)"].passed
+    assert verdicts["throttled rate (429s)"].passed
+    assert verdicts["throughput"].passed and verdicts["throughput"].measured == 25.0
+    lost = verdicts["lost writes"]
+    assert (lost.passed, lost.status, lost.measured) == (None, "not checked", None)
+    assert verdicts["throttle conformance findings"].measured == 3
+    assert not passed(list(verdicts.values()))
+
+
+def test_basis_response_and_not_checked_does_not_fail() -> None:
+    c = parse_criteria({"latency": {"device.sendState": {"p99": 250}}, "latency_basis": "response",
+                        "conformance_findings": 5}, WHERE)
+    verdicts = evaluate(c, summary())
+    assert [v.status for v in verdicts] == ["pass", "not checked", "pass"]
+    assert verdicts[0].name == "response time p99 of device.sendState" and verdicts[0].measured == 120.0
+    assert passed(verdicts)
+
+
+def test_integrity_checked_and_missing_operation() -> None:
+    c = parse_criteria({"latency": {"events.post": {"p99": 1}}}, WHERE)
+    verdicts = evaluate(c, summary(integrity={"checked": True, "lost_writes": 2},
+                                   conformance={"findings_total": 0}))
+    assert verdicts[0].status == "fail" and "no samples" in verdicts[0].detail
+    assert (verdicts[1].name, verdicts[1].measured, verdicts[1].passed) == ("lost writes", 2, False)
+    assert verdicts[2].passed
