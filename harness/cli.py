@@ -1,4 +1,4 @@
-"""``losant-load``: run | emulator | analyze (each subcommand a thin user of the library).
+"""``losant-load``: run | emulator | analyze | report | compare (each subcommand a thin user of the library).
 
 Exit codes: 0 every criterion passed, 1 a criterion failed, 2 a harness or
 configuration error (the message says what and where; no traceback).
@@ -46,11 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--yes", action="store_true", help="confirm a live-tenant run without asking (needed headless)")
     run.add_argument("--allow-exceeding-live-limits", action="store_true",
                      help="accept probe mode or rates above documented limits against a live tenant")
+    run.add_argument("--baseline", help="a previous run folder: the report compares against it and a regression fails the run")
     run.add_argument("--web-port", type=int, default=8089, help="Locust web UI port (default: %(default)s)")
 
     emu = sub.add_parser("emulator", help="serve the Losant API emulator", add_help=False)
     emu.add_argument("args", nargs=argparse.REMAINDER)
 
+    sub.add_parser("report", help="write index.html for a run folder (--baseline DIR adds a comparison)", add_help=False)
+    sub.add_parser("compare", help="compare two run folders; exit 1 on a regression", add_help=False)
     ana = sub.add_parser("analyze", help="recompute summary.json from a run folder's samples",
                          description="Re-judge a finished run from its saved samples, optionally with other criteria.")
     ana.add_argument("run_dir", type=Path)
@@ -66,6 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = ["locust", "-f", str(LOCUSTFILE), "--scenario", args.scenario, "--reports-dir", args.reports_dir]
     if args.target_url:
         argv += ["--target-url", args.target_url]
+    if args.baseline:
+        argv += ["--baseline", args.baseline]
     for flag in ("teardown", "yes", "allow_exceeding_live_limits"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
@@ -107,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         from harness.emulator.cli import main as emulator_main
 
         return emulator_main(argv[1:])
+    if argv[:1] == ["report"]:
+        from harness.report import main_report
+
+        return main_report(argv[1:])
+    if argv[:1] == ["compare"]:
+        from harness.report import main_compare
+
+        return main_compare(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

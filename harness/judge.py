@@ -49,6 +49,8 @@ def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = 
         "devices_by_kind": fleet.get("by_kind"),
         "planned_duration_s": meta.get("duration"),
         "started": meta.get("started"),
+        "ended": meta.get("ended"),
+        "dropped_sends": meta.get("dropped_sends"),
         "harness_version": __version__,
         "pacing": scenario.get("pacing"),
     }

@@ -58,6 +58,8 @@ def add_arguments(parser: Any, **_: Any) -> None:
                        help="confirm a run against a live tenant without asking")
     group.add_argument("--allow-exceeding-live-limits", action="store_true", include_in_web_ui=False,
                        help="allow probe mode or rates above documented limits against a live tenant")
+    group.add_argument("--baseline", default="", include_in_web_ui=False,
+                       help="a previous run folder: the report compares against it; a regression fails the run")
     group.add_argument("--teardown", action="store_true", include_in_web_ui=False,
                        help="after the run, delete the devices (and application) carrying the run tag")
 
@@ -132,6 +134,10 @@ def on_init(environment: Any, **_: Any) -> None:
     try:
         _load(environment.parsed_options)
         _size_user_classes(environment)
+        if environment.web_ui is not None:
+            from harness import webui
+
+            webui.install(environment, lambda: _live_snapshot(environment))
     except (ConfigError, HarnessError) as exc:
         print(f"losant-load: {exc}", file=sys.stderr)
         if state.target is not None:
@@ -139,6 +145,11 @@ def on_init(environment: Any, **_: Any) -> None:
         sys.exit(2)
     print(f"losant-load: target {state.target.url} ({'live tenant' if state.target.live else 'embedded emulator'}), "
           f"{len(state.fleet.devices)} devices provisioned in application {state.fleet.application_id}", file=sys.stderr)
+
+
+def _live_snapshot(environment: Any) -> dict[str, Any]:
+    ctx = getattr(environment, "losant", None)
+    return ctx.live_snapshot() if ctx is not None else {"limits": [], "corrected_p99_ms": {}, "throttled_total": 0}
 
 
 @events.test_start.add_listener
@@ -167,8 +178,10 @@ def on_test_stop(environment: Any, **_: Any) -> None:
     if getattr(ctx, "progress", None) is not None:
         ctx.progress.kill(block=False)
     try:
-        summary = finish_run(environment, ctx, state.target)
-        code = 0 if summary.get("passed") else 1
+        baseline = Path(environment.parsed_options.baseline) if environment.parsed_options.baseline else None
+        summary = finish_run(environment, ctx, state.target, baseline)
+        regression = (summary.get("comparison") or {}).get("verdict") == "regression"
+        code = 0 if summary.get("passed") and not regression else 1
         state.summary_text = format_summary(summary, ctx.run_dir)
         if not getattr(environment.parsed_options, "headless", False):
             print(state.summary_text, file=sys.stderr)

@@ -275,6 +275,10 @@ class Recorder:
         rows = np.concatenate(self._pending) if self._pending else np.zeros(0, ROW_DTYPE)
         self._pending, self._pending_rows = [], 0
         ops, keys = self.op_names, self.key_names
+        for column, names in (("op", ops), ("key", keys)):
+            if len(rows) and int(rows[column].max()) >= len(names):
+                raise ValueError(f"a sample uses {column} code {int(rows[column].max())}, which was never interned "
+                                 f"(use op_code/key_code)")
         return {
             "format": FORMAT_VERSION,
             "n": int(len(rows)),

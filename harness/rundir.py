@@ -59,7 +59,7 @@ def write_run_info(run_dir: Path, scenario: Any, limits: Any, duration: float | 
     (run_dir / "run.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
 
 
-def finish_run(environment: Any, ctx: Any, target: Any) -> dict[str, Any]:
+def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = None) -> dict[str, Any]:
     """Close the samples, check integrity, analyse, write summary and report; return the summary."""
     from harness.analysis.summary import write_summary
     from harness.judge import judge_run
@@ -67,18 +67,23 @@ def finish_run(environment: Any, ctx: Any, target: Any) -> dict[str, Any]:
 
     ctx.recorder.close()
     run_dir: Path = ctx.run_dir
+    info_path = run_dir / "run.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+    info.update(ended=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), dropped_sends=ctx.dropped)
+    info_path.write_text(json.dumps(info, indent=1), encoding="utf-8")
     write_locust_stats(environment, run_dir)
     (run_dir / "fleet.json").write_text(json.dumps(ctx.fleet.public(), indent=2), encoding="utf-8")
     integrity = read_back(target.url, ctx.fleet, ctx.accepted)
     (run_dir / "integrity.json").write_text(json.dumps(integrity, indent=2), encoding="utf-8")
     summary = judge_run(run_dir, ctx.limits, ctx.scenario.criteria)
+    if baseline is not None:
+        from harness.report import compare_runs
+
+        result = compare_runs(baseline, run_dir)
+        summary["comparison"] = {"baseline": str(baseline), "method": result["method"],
+                                 "verdict": result["verdict"], "regressions": result["regressions"]}
     write_summary(run_dir, summary)
-    write_html_report(run_dir)
-    return summary
-
-
-def write_html_report(run_dir: Path) -> Path | None:
-    """index.html next to summary.json (the report package draws it from the folder)."""
     from harness.report import write_report
 
-    return write_report(run_dir)
+    write_report(run_dir, baseline)
+    return summary

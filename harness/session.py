@@ -79,8 +79,6 @@ class RunContext:
         pacing = scenario.pacing
         self.ledger = Ledger(limits, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
         self.recorder = Recorder(run_dir)
-        self._ops: dict[str, int] = {}
-        self._keys: dict[str, int] = {}
         self.units = plan_units(scenario, fleet)
         self.start = time.time()  # one origin for every timeline, so phases spread across the whole fleet
         self.position = {p.name: i for c in scenario.fleet.classes for i, p in enumerate(c.devices(scenario.run_tag))}
@@ -90,17 +88,19 @@ class RunContext:
         self.classes = {c.name: c for c in scenario.fleet.classes}
         self.claimed: dict[int, Unit] = {}
         self.throttled_count = 0
+        self.dropped = 0  # open-loop sends the throttle ledger could not fit in their slot
 
     # -- recording -------------------------------------------------------
     def record(self, op: str, key: str, planned: float, sent: float, latency: float, status: int,
                nbytes: int, exc: Any) -> None:
-        opc = self._ops.get(op)
-        if opc is None:
-            opc = self._ops[op] = self.recorder.op_code(op)
-        kc = self._keys.get(key)
-        if kc is None:
-            kc = self._keys[key] = self.recorder.key_code(key)
-        self.recorder.record(opc, kc, planned, sent, latency, status, nbytes, classify(status, exc))
+        rec = self.recorder
+        rec.record(rec.op_code(op), rec.key_code(key), planned, sent, latency, status, nbytes, classify(status, exc))
+
+    def live_snapshot(self) -> dict[str, Any]:
+        """What the web UI's Throttles tab shows, from the samples still in memory."""
+        from harness.live import live_snapshot
+
+        return live_snapshot(self.recorder.samples(), self.limits)
 
     def accepted_states(self, device_id: str, times_ms: list[int]) -> None:
         log = self.accepted.get(device_id)
@@ -113,6 +113,14 @@ class RunContext:
 
     def reserve(self, op: str, key: str, desired: float) -> float:
         return self.ledger.reserve(op, self.keys_for(key), desired)
+
+    def try_reserve(self, op: str, key: str, desired: float, latest: float) -> float | None:
+        """An open-loop send the limits cannot fit before ``latest`` is dropped and counted, not queued
+        (a queue would grow without end when a schedule asks for more than a limit allows)."""
+        t = self.ledger.try_reserve(op, self.keys_for(key), desired, latest)
+        if t is None:
+            self.dropped += 1
+        return t
 
     def throttled(self, op: str, key: str, at: float, retry_after: float | None) -> None:
         self.throttled_count += 1

@@ -156,3 +156,10 @@ class ConnectError(Exception):
 ])
 def test_classify(status: int, exc: BaseException | None, kind: int) -> None:
     assert classify(status, exc) == kind, ERROR_KINDS[classify(status, exc)]
+
+
+def test_drain_refuses_codes_that_were_never_interned() -> None:
+    rec = Recorder(None)
+    rec.record(5, 0, 1.0, 1.0, 0.1, 200, 1, 0)
+    with pytest.raises(ValueError, match="op code 5"):
+        rec.drain()

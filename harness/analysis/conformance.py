@@ -22,7 +22,8 @@ their own latency, so a pair by at most the larger latency.
 
 Probes (any limit that drew 429s): per key, the accepted calls in the window before
 the first 429 (the observed onset count) and the time from that 429 to the next
-accepted call (recovery). Window model inference replays the observed decisions
+accepted call (recovery). Window model inference (on by default in probe mode)
+replays the observed decisions, at the documented and at the observed onset count,
 under each model (sliding; fixed with phase 0 and with the phase estimated from the
 recoveries; token bucket) and counts the calls the model would have decided
 otherwise. A model is *consistent* when it has no such call. One consistent model is
@@ -43,7 +44,7 @@ import numpy as np
 from harness.limits import Limit, LimitsTable
 from harness.record import Samples
 
-from .windows import MODELS, KeyedCalls, arrange, judge
+from .windows import MODELS, Judgement, KeyedCalls, arrange, judge
 
 PACING_MODES = ("respect", "probe", "off")  # harness.scenario ThrottleMode
 FINDING_KINDS = ("false_throttle", "missed_throttle", "undocumented_throttle", "throttled_while_respecting")
@@ -188,84 +189,92 @@ def _judge_limit(samples: Samples, limit: Limit, li: int, idx: np.ndarray, repor
         step = max(1, len(lat) // 100_000)
         tolerance = max(MIN_TOLERANCE, float(np.percentile(lat[::step], 99)) if len(lat) else 0.0)
     tol = tolerance
-    calls = arrange(idx, samples.key[idx], samples.sent[idx], lat, samples.status[idx], window, tol)
+    keys = samples.key[idx]
+    calls = arrange(idx, keys, samples.sent[idx], lat, samples.status[idx], window, tol)
     report.tolerance_s = tol
     report.calls = len(calls)
-    report.accepted = int(calls.accepted.sum())
-    report.throttled = int(calls.throttled.sum())
-    report.no_response = int(calls.unknown.sum())
-    report.keys = int(np.count_nonzero(np.bincount(samples.key[idx]))) if len(calls) else 0
-    report.keys_throttled = int(len(np.unique(calls.seg[calls.throttled])))
+    report.accepted = len(calls.acc)
+    report.throttled = len(calls.thr)
+    report.no_response = len(calls.unk)
+    report.keys = int(np.count_nonzero(np.bincount(keys))) if len(idx) else 0
+    report.keys_throttled = int(len(np.unique(calls.key_of(calls.thr))))
     sliding = judge(calls, "sliding", limit.count, window, tol)
-    report.max_accepted_in_window = int(np.nanmax(sliding.est[calls.accepted])) + 1 if report.accepted else 0
+    report.max_accepted_in_window = int(sliding.acc_est.max()) + 1 if report.accepted else 0
     j = sliding if model == "sliding" else judge(calls, model, limit.count, window, tol)
     # a 429 any limit of the op can explain is not false; remember this limit and its fill level
-    thr = calls.throttled
-    explained[calls.index_at(thr & j.could_full)] = True
-    thr_pos = calls.index_at(thr)
-    fresh = limit_of[thr_pos] < 0
-    in_window[thr_pos[fresh]] = j.est[thr][fresh]
-    unexplained = thr & ~j.could_full
-    un_pos = calls.index_at(unexplained)
-    limit_of[un_pos[limit_of[un_pos] < 0]] = li
-    missed = calls.accepted & j.surely_full
+    pos = calls.thr_index
+    explained[pos[j.thr_could]] = True
+    fresh = limit_of[pos] < 0
+    in_window[pos[fresh]] = j.thr_est[fresh]
+    unexplained = pos[~j.thr_could]
+    limit_of[unexplained[limit_of[unexplained] < 0]] = li
+    missed = j.acc_surely
     report.missed_throttles = int(missed.sum())
-    miss_pos = calls.index_at(missed)
-    kind_of[miss_pos] = 1
-    limit_of[miss_pos] = li
-    in_window[miss_pos] = j.est[missed]
+    if report.missed_throttles:
+        miss_pos = calls.acc_index(missed)
+        kind_of[miss_pos] = 1
+        limit_of[miss_pos] = li
+        in_window[miss_pos] = j.acc_est[missed]
     if report.throttled:
-        report.probe = _probe(calls, sliding.est, window)
+        report.probe = _probe(calls, sliding, window)
         if infer:
-            report.inference = _infer(calls, limit.count, window, tol)
+            # judge the models at the count the target showed, so a target that throttles at 25
+            # instead of 30 still reveals its window model
+            onset = (report.probe.get("onset_count") or {}).get("median")
+            counts = sorted({limit.count, max(int(round(onset)), 1) if onset else limit.count})
+            report.inference = _infer(calls, counts, window, tol)
 
 
-def _probe(calls: KeyedCalls, est: np.ndarray, window: float) -> dict[str, Any]:
+def _resumptions(calls: KeyedCalls) -> tuple[np.ndarray, np.ndarray]:
+    """For each key's 429 runs: (the 429 composite, the next accepted composite), same key only."""
+    nxt = np.searchsorted(calls.acc, calls.thr, "right")
+    ok = nxt < len(calls.acc)
+    ok[ok] = calls.key_of(calls.acc[nxt[ok]]) == calls.key_of(calls.thr[ok])
+    return calls.thr[ok], calls.acc[nxt[ok]]
+
+
+def _probe(calls: KeyedCalls, sliding: Judgement, window: float) -> dict[str, Any]:
     """Onset count and recovery per throttled key, summarised across keys."""
-    thr = np.nonzero(calls.throttled)[0]
-    segs, first = np.unique(calls.seg[thr], return_index=True)
-    first_429 = thr[first]  # calls are sorted by (key, time): the first 429 of each key
-    onset = est[first_429]
-    acc_pos = np.nonzero(calls.accepted)[0]
-    nxt = np.searchsorted(acc_pos, first_429, "right")
-    ok = nxt < len(acc_pos)
-    ok[ok] = calls.seg[acc_pos[nxt[ok]]] == segs[ok]
-    recovery = calls.arrival_at(acc_pos[nxt[ok]]) - calls.arrival_at(first_429[ok])
+    keys, first = np.unique(calls.key_of(calls.thr), return_index=True)  # thr is sorted by (key, time)
+    onset = sliding.thr_est[first]
+    first_thr = calls.thr[first]
+    nxt = np.searchsorted(calls.acc, first_thr, "right")
+    ok = nxt < len(calls.acc)
+    ok[ok] = calls.key_of(calls.acc[nxt[ok]]) == keys[ok]
+    recovery = calls.acc[nxt[ok]] - first_thr[ok]  # same key: the composite difference is the time difference
 
     def spread(x: np.ndarray) -> dict[str, float] | None:
         if not len(x):
             return None
         return {"min": float(x.min()), "median": float(np.median(x)), "max": float(x.max())}
 
-    return {"keys_throttled": int(len(segs)), "onset_count": spread(onset),
+    return {"keys_throttled": int(len(keys)), "onset_count": spread(onset),
             "recovery_s": spread(recovery), "recovered_keys": int(ok.sum()), "window_s": window}
 
 
 def _estimate_phase(calls: KeyedCalls, window: float) -> float:
     """Fixed-window phase: recoveries start just after a boundary, so take the residue
     (arrival mod window) that follows the largest circular gap between residues."""
-    acc = calls.accepted
-    prev_thr = np.zeros(len(calls), bool)
-    prev_thr[1:] = calls.throttled[:-1] & (calls.seg[1:] == calls.seg[:-1])
-    resumed = acc & prev_thr
-    if not resumed.any():
+    _, resumed = _resumptions(calls)
+    if not len(resumed):
         return 0.0
-    res = np.sort(np.mod(calls.arrival_at(np.nonzero(resumed)[0]), window))
+    res = np.sort(np.mod(calls.arrival_of(np.unique(resumed)), window))
     gaps = np.diff(np.concatenate((res, [res[0] + window])))
     return float(res[(int(np.argmax(gaps)) + 1) % len(res)])
 
 
-def _infer(calls: KeyedCalls, count: int, window: float, tol: float) -> dict[str, Any]:
-    judged = calls.accepted | calls.throttled
+def _infer(calls: KeyedCalls, counts: list[int], window: float, tol: float) -> dict[str, Any]:
+    """Violations of each model at each candidate count (documented, observed onset); best per model."""
     violations: dict[str, int] = {}
+    best_count: dict[str, int] = {}
     for model in MODELS:
-        phases = [0.0, _estimate_phase(calls, window) - tol] if model == "fixed" else [0.0]
-        best = None
-        for phase in phases:
-            j = judge(calls, model, count, window, tol, phase)
-            bad = int(((calls.accepted & j.surely_full) | (calls.throttled & ~j.could_full)).sum())
-            best = bad if best is None else min(best, bad)
-        violations[model] = int(best or 0)
+        for count in counts:
+            phases = [0.0, _estimate_phase(calls, window) - tol] if model == "fixed" else [0.0]
+            for phase in phases:
+                j = judge(calls, model, count, window, tol, phase)
+                bad = int(j.acc_surely.sum() + (~j.thr_could).sum())
+                if model not in violations or bad < violations[model]:
+                    violations[model], best_count[model] = bad, count
     consistent = [m for m in MODELS if violations[m] == 0]
     if len(consistent) == 1:
         inferred = consistent[0]
@@ -274,7 +283,8 @@ def _infer(calls: KeyedCalls, count: int, window: float, tol: float) -> dict[str
     else:
         inferred = "none consistent; closest: " + min(MODELS, key=lambda m: violations[m])
     return {"inferred": inferred, "consistent": consistent, "violations": violations,
-            "judged_calls": int(judged.sum())}
+            "count": best_count.get(inferred, counts[0]), "counts_tried": counts,
+            "judged_calls": len(calls.acc) + len(calls.thr)}
 
 
 def _collect(samples: Samples, table: LimitsTable, result: Conformance, kind_of: np.ndarray,

@@ -31,7 +31,8 @@ from harness.record import Samples
 from . import throughput as tp
 from .conformance import check_conformance
 from .criteria import Criteria, evaluate, passed
-from .percentiles import LABELS, SERIES_LABELS, exact_percentiles, grouped_order, grouped_percentiles, percentile_series
+from .percentiles import (LABELS, SERIES_LABELS, bucket_index, exact_percentiles, grouped_order, grouped_percentiles,
+                          percentile_series)
 
 SCHEMA = "losant-load/summary"
 VERSION = 1
@@ -129,8 +130,9 @@ def build_series(samples: Samples, t0: float, t_end: float, bucket: float = 1.0)
     were due, not where the sender caught up.
     """
     nb = int(math.floor((t_end - t0) / bucket)) + 1
-    rates = tp.per_second(samples, t0, nb, bucket)
-    _, resp = percentile_series(samples.sent, samples.latency, t0, bucket, SERIES_LABELS, nb)
+    sent_bucket = bucket_index(samples.sent, t0, bucket)
+    rates = tp.per_second(samples, t0, nb, bucket, index=sent_bucket)
+    _, resp = percentile_series(samples.sent, samples.latency, t0, bucket, SERIES_LABELS, nb, index=sent_bucket)
     _, corr = percentile_series(samples.planned, samples.corrected, t0, bucket, SERIES_LABELS, nb)
     return {
         "t0": t0, "bucket_s": bucket, "buckets": nb,

@@ -74,16 +74,20 @@ def rate_block(count: int, ok: int, errors: int, throttled: int, nbytes: int, by
 
 
 def per_second(samples: Samples, t0: float, n_buckets: int, bucket: float = 1.0,
-               mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Requests sent, ok, errors and throttled per bucket of actual send time."""
-    idx = np.floor((samples.sent - t0) / bucket).astype(np.int64)
-    np.clip(idx, 0, max(n_buckets - 1, 0), out=idx)
+               mask: np.ndarray | None = None, index: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Requests sent, ok, errors and throttled per bucket of actual send time.
+
+    ``index`` may pass the bucket of each sample's send time when the caller has it.
+    """
+    idx = np.floor((samples.sent - t0) / bucket).astype(np.int64) if index is None else index
+    idx = np.clip(idx, 0, max(n_buckets - 1, 0))
     err, status = samples.error, samples.status
     if mask is not None:
         idx, err, status = idx[mask], err[mask], status[mask]
 
-    def count(weights: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(idx, weights=weights, minlength=n_buckets)[:n_buckets].astype(np.int64)
+    def count(where: np.ndarray | None = None) -> np.ndarray:
+        chosen = idx if where is None else idx[where]
+        return np.bincount(chosen, minlength=n_buckets)[:n_buckets].astype(np.int64)
 
     sent = count()
     ok = count(err == NO_ERROR)

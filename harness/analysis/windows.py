@@ -6,12 +6,17 @@ somewhere in ``[sent, sent + latency]``. We estimate it as the midpoint
 between two estimates (each is off by at most half its latency, so a pair by at most
 the larger latency; conformance uses the limit's p99 latency, at least 1 ms).
 
-Every call is placed on one sorted line: ``comp = seg * stride + (a - a0) + margin``
-where ``seg`` is the dense rank of its key. ``margin`` (2 windows + 2 tol + 1 s) and
+Every call is placed on one line: ``comp = key * stride + (a - a0) + margin``
+where ``key`` is the recorder's key code. ``margin`` (2 windows + 2 tol + 1 s) and
 ``stride`` (run span + 2 margins) keep each key's calls, and every window query
 around them, clear of its neighbours, so "accepted calls of this key in [x, y)" is
 two ``searchsorted`` on one array. Float precision: ``comp`` reaches keys x stride,
 about 1e9 for 100k keys over an hour, where a float64 step is 1e-7 s.
+
+Accepted calls, 429s and calls without an answer are sorted separately (``np.sort``
+of float64 is vectorised and much cheaper than an ``argsort`` plus gathers over
+millions of rows); the sample position of an accepted call is only looked up
+(one argsort) when it turns out to be a finding.
 
 For each call the model answers three questions (``Judgement``):
 
@@ -43,7 +48,7 @@ Models (the emulator's ``harness/emulator/throttle.py`` implements the same thre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,66 +57,82 @@ MODELS = ("sliding", "fixed", "token_bucket")
 
 @dataclass
 class KeyedCalls:
-    """The calls of one limit, sorted by (key, estimated arrival).
+    """One limit's calls on the composite line, split by outcome, each part sorted."""
 
-    Only the composite coordinate and the status are gathered into sorted order (a
-    random gather over millions of rows is the expensive step); key and arrival are
-    recovered from ``comp`` arithmetically, and sample positions on demand.
-    """
-
-    order: np.ndarray  # sorted position -> position in ``base``
-    base: np.ndarray  # position of each (unsorted) call in the run's samples
-    comp: np.ndarray  # composite coordinate (sorted)
-    accepted: np.ndarray  # bool: answered and not 429 (the server counted it)
-    unknown: np.ndarray  # bool: no answer (it may have been counted)
-    throttled: np.ndarray  # bool: 429
+    acc: np.ndarray  # composites of accepted calls (answered, not 429), sorted
+    thr: np.ndarray  # composites of 429s, sorted
+    thr_index: np.ndarray  # sample position of each 429, in ``thr`` order
+    unk: np.ndarray  # composites of calls without an answer, sorted
     stride: float
     a0: float
     margin: float
+    _acc_raw: tuple[np.ndarray, np.ndarray, np.ndarray] = field(
+        repr=False, default=(np.zeros(0), np.zeros(0, bool), np.zeros(0, np.int64)))  # comp, accepted mask, index
+    _acc_order: np.ndarray | None = field(repr=False, default=None)
+    _maybe: np.ndarray | None = field(repr=False, default=None)
 
     def __len__(self) -> int:
-        return len(self.comp)
+        return len(self.acc) + len(self.thr) + len(self.unk)
 
     @property
-    def seg(self) -> np.ndarray:
-        """Key code per call: comp lies in [seg*stride + margin, (seg+1)*stride - margin]."""
-        if getattr(self, "_seg", None) is None:
-            self._seg = np.floor(self.comp / self.stride).astype(np.int64)
-        return self._seg
+    def maybe(self) -> np.ndarray:
+        """Accepted calls plus those without an answer (the server may have counted them), sorted."""
+        if self._maybe is None:
+            self._maybe = np.sort(np.concatenate([self.acc, self.unk])) if len(self.unk) else self.acc
+        return self._maybe
 
-    @property
-    def arrival(self) -> np.ndarray:
-        return self.comp - self.seg * self.stride - self.margin + self.a0
+    def key_of(self, comp: np.ndarray) -> np.ndarray:
+        """Key code: comp lies in [key*stride + margin, (key+1)*stride - margin]."""
+        return np.floor(comp / self.stride).astype(np.int64)
 
-    def arrival_at(self, pos: np.ndarray) -> np.ndarray:
-        c = self.comp[pos]
-        return c - np.floor(c / self.stride) * self.stride - self.margin + self.a0
+    def arrival_of(self, comp: np.ndarray) -> np.ndarray:
+        return comp - np.floor(comp / self.stride) * self.stride - self.margin + self.a0
 
-    def index_at(self, mask: np.ndarray) -> np.ndarray:
-        """Sample positions of the sorted calls selected by a mask (or positions)."""
-        return self.base[self.order[mask]]
+    def to_comp(self, key: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return key * self.stride + (t - self.a0) + self.margin
 
-    def to_comp(self, seg: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return seg * self.stride + (t - self.a0) + self.margin
+    def acc_index(self, selected: np.ndarray) -> np.ndarray:
+        """Sample positions of the accepted calls ``acc[selected]`` (argsort once, on demand)."""
+        comp, mask, index = self._acc_raw
+        if self._acc_order is None:
+            self._acc_order = np.argsort(comp[mask], kind="stable")
+        return index[mask][self._acc_order[selected]]
 
 
 def arrange(index: np.ndarray, key: np.ndarray, sent: np.ndarray, latency: np.ndarray, status: np.ndarray,
             window: float, tol: float) -> KeyedCalls:
-    """Sort one limit's calls onto the composite line (see the module docstring).
-
-    The recorder's key codes are already small dense integers, so they serve as the
-    segment directly (unused codes leave empty stretches of the line, which is free).
-    """
+    """Place one limit's calls on the composite line (see the module docstring)."""
     arrival = sent + latency / 2
     a0 = float(arrival.min()) if len(arrival) else 0.0
     span = float(arrival.max()) - a0 if len(arrival) else 0.0
     margin = 2 * window + 2 * tol + 1.0
     stride = span + 2 * margin
     comp = key * stride + (arrival - a0) + margin
-    order = np.argsort(comp, kind="stable")  # timsort: runs of each key are already in time order
-    st = status[order]
-    return KeyedCalls(order=order, base=index, comp=comp[order], accepted=(st != 429) & (st != 0),
-                      unknown=st == 0, throttled=st == 429, stride=stride, a0=a0, margin=margin)
+    thr_mask = status == 429
+    unk_mask = status == 0
+    acc_mask = ~(thr_mask | unk_mask)
+    acc = comp[acc_mask]
+    acc.sort()
+    thr_comp = comp[thr_mask]
+    order = np.argsort(thr_comp, kind="stable")
+    return KeyedCalls(acc=acc, thr=thr_comp[order], thr_index=index[thr_mask][order],
+                      unk=np.sort(comp[unk_mask]), stride=stride, a0=a0, margin=margin,
+                      _acc_raw=(comp, acc_mask, index))
+
+
+def _before(acc: np.ndarray, tol: float) -> np.ndarray:
+    """``searchsorted(acc, acc - tol)`` without searching where it is not needed.
+
+    For sorted ``acc`` the answer is i for every i whose predecessor is at least tol
+    below it, the usual case (keys send far apart, tol is milliseconds); only the
+    rest are searched.
+    """
+    out = np.arange(len(acc))
+    if len(acc) > 1:
+        close = np.nonzero(np.diff(acc) < tol)[0] + 1
+        if len(close):
+            out[close] = np.searchsorted(acc, acc[close] - tol, "left")
+    return out
 
 
 def _count(sorted_comp: np.ndarray, lo: np.ndarray, hi: np.ndarray, lo_side: str = "left",
@@ -121,88 +142,77 @@ def _count(sorted_comp: np.ndarray, lo: np.ndarray, hi: np.ndarray, lo_side: str
 
 @dataclass
 class Judgement:
-    est: np.ndarray
-    surely_full: np.ndarray
-    could_full: np.ndarray
+    """Per accepted call (``acc_*``, in ``calls.acc`` order) and per 429 (``thr_*``)."""
+
+    acc_est: np.ndarray
+    acc_surely: np.ndarray  # surely_full: a missed throttle
+    thr_est: np.ndarray
+    thr_could: np.ndarray  # could_full: False means a false throttle
 
 
 def judge(calls: KeyedCalls, model: str, count: int, window: float, tol: float, phase: float = 0.0) -> Judgement:
-    """Answer est, surely_full (accepted calls) and could_full (429s) under one model.
-
-    Each question is only asked where a finding could follow: ``est`` is NaN for calls
-    that got no answer, ``surely_full`` False for calls not accepted and ``could_full``
-    False for calls not throttled. That keeps the binary searches to one or two passes
-    over the accepted calls, the bulk of a run.
-    """
-    c = calls.comp
-    a_idx = np.nonzero(calls.accepted)[0]
-    t_idx = np.nonzero(calls.throttled)[0]
-    acc = c[a_idx]  # accepted composites, sorted; accepted call i is acc[i]
-    ct = c[t_idx]
-    maybe = c[calls.accepted | calls.unknown] if calls.unknown.any() else acc
-    est = np.full(len(c), np.nan)
-    surely = np.zeros(len(c), bool)
-    could = np.zeros(len(c), bool)
+    """Answer est and surely_full for accepted calls, est and could_full for 429s, under one model."""
+    acc, thr = calls.acc, calls.thr
+    maybe = calls.maybe
     rank = np.arange(len(acc))  # accepted calls strictly before accepted call i (ties aside)
-    t_before = np.searchsorted(acc, ct, "left")
+    thr_before = np.searchsorted(acc, thr, "left")
     if model == "sliding":
-        est[a_idx] = rank - np.searchsorted(acc, acc - window, "right")
-        est[t_idx] = t_before - np.searchsorted(acc, ct - window, "right")
+        acc_est = rank - np.searchsorted(acc, acc - window, "right")
+        thr_est = thr_before - np.searchsorted(acc, thr - window, "right")
         # at least ``count`` accepted in (x, y) iff the count-th accepted before y is after x:
         # one search for y, then a look-up, instead of a second search for x
-        back = np.searchsorted(acc, acc - tol, "left") - count
-        ok = back >= 0
-        surely[a_idx[ok]] = acc[back[ok]] > acc[ok] - window + tol
-        could[t_idx] = _count(maybe, ct - window - tol, ct + tol) >= count
-        return Judgement(est, surely, could)
+        back = _before(acc, tol) - count
+        valid = back >= 0
+        np.maximum(back, 0, out=back)
+        surely = acc[back] > acc - (window - tol)
+        surely &= valid
+        could = _count(maybe, thr - window - tol, thr + tol) >= count
+        return Judgement(acc_est, surely, thr_est, could)
     if model == "fixed":
-        a = calls.arrival
-        start = phase + np.floor((a - phase) / window) * window
-        ws = calls.to_comp(calls.seg, start)
-        near_start = a - start < tol
-        near_end = start + window - a < tol
-        wa, wt = ws[a_idx], ws[t_idx]
-        est[a_idx] = rank - np.searchsorted(acc, wa, "left")
-        est[t_idx] = t_before - np.searchsorted(acc, wt, "left")
-        surely[a_idx] = (_count(acc, wa + tol, acc - tol) >= count) & ~near_start[a_idx] & ~near_end[a_idx]
-        could[t_idx] = (_count(maybe, wt - tol, ct + tol) >= count) | (
-            near_start[t_idx] & (_count(maybe, wt - window - tol, ct + tol) >= count))
-        return Judgement(est, surely, could)
+        def start_of(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            a = calls.arrival_of(c)
+            start = phase + np.floor((a - phase) / window) * window
+            return calls.to_comp(calls.key_of(c), start), a - start < tol, start + window - a < tol
+
+        wa, a_near_start, a_near_end = start_of(acc)
+        wt, t_near_start, _ = start_of(thr)
+        acc_est = rank - np.searchsorted(acc, wa, "left")
+        thr_est = thr_before - np.searchsorted(acc, wt, "left")
+        surely = (_count(acc, wa + tol, acc - tol) >= count) & ~a_near_start & ~a_near_end
+        could = (_count(maybe, wt - tol, thr + tol) >= count) | (
+            t_near_start & (_count(maybe, wt - window - tol, thr + tol) >= count))
+        return Judgement(acc_est, surely, thr_est, could)
     if model == "token_bucket":
         rate = count / window
-        seg = calls.seg
-        est[a_idx] = _tokens(calls, calls.accepted, acc, seg[a_idx], count, rate)
-        est[t_idx] = _tokens(calls, calls.accepted, ct, seg[t_idx], count, rate)
-        surely[a_idx] = _tokens(calls, calls.accepted, acc - tol, seg[a_idx], count, rate, shift=tol) \
-            + 2 * rate * tol < 1 - 1e-9
-        could[t_idx] = _tokens(calls, calls.accepted | calls.unknown, ct + tol, seg[t_idx], count, rate,
-                               shift=-tol) - 2 * rate * tol < 1 - 1e-9
-        return Judgement(est, surely, could)
+        acc_est = _tokens(calls, acc, acc, count, rate)
+        thr_est = _tokens(calls, acc, thr, count, rate)
+        surely = _tokens(calls, acc, acc - tol, count, rate, shift=tol) + 2 * rate * tol < 1 - 1e-9
+        could = _tokens(calls, maybe, thr + tol, count, rate, shift=-tol) - 2 * rate * tol < 1 - 1e-9
+        return Judgement(acc_est, surely, thr_est, could)
     raise ValueError(f"unknown window model {model!r}; expected one of {', '.join(MODELS)}")
 
 
-def _tokens(calls: KeyedCalls, counted: np.ndarray, query: np.ndarray, qseg: np.ndarray, capacity: int,
-            rate: float, shift: float = 0.0) -> np.ndarray:
-    """Tokens left just before each query point (same key as the call at that position).
+def _tokens(calls: KeyedCalls, counted: np.ndarray, query: np.ndarray, capacity: int, rate: float,
+            shift: float = 0.0) -> np.ndarray:
+    """Tokens left just before each query point, given the sorted composites that consumed one.
 
-    ``query`` is in composite coordinates (the call's own ``comp``, moved by the
-    tolerance); ``shift`` moves it back to the call's time for the refill term.
+    ``query`` is in composite coordinates (a call's own, moved by the tolerance);
+    ``shift`` moves it back to the call's time for the refill term. Local times keep
+    the margin offset on both sides, which cancels in ``r (t - b_k)``.
     """
-    acc = calls.comp[counted]
-    acc_seg = calls.seg[counted]
-    # local time of accepted calls and queries: comp without the key offset
-    b = acc - acc_seg * calls.stride
+    cseg = calls.key_of(counted)
+    qseg = calls.key_of(query)
+    b = counted - cseg * calls.stride
     t = query + shift - qseg * calls.stride
-    first = np.searchsorted(acc_seg, np.arange(int(calls.seg.max()) + 1 if len(calls) else 0), "left")
-    k = np.arange(len(acc)) - first[acc_seg] if len(acc) else np.zeros(0, np.int64)
-    v = k - rate * b
+    n_keys = int(max(cseg.max() if len(cseg) else 0, qseg.max() if len(qseg) else 0)) + 1
+    first = np.searchsorted(cseg, np.arange(n_keys), "left")  # first counted call of each key
+    v = np.arange(len(counted)) - first[cseg] - rate * b
     prefix = np.zeros(0)
     if len(v):
         big = float(v.max() - v.min()) + 1.0
-        prefix = np.minimum.accumulate(v - acc_seg * big) + acc_seg * big
-    pos = np.searchsorted(acc, query, "left")  # accepted calls before the query, all keys
-    m = pos - first[qseg] if len(first) else np.zeros(len(query), np.int64)
-    m = np.maximum(m, 0)
+        prefix = np.minimum.accumulate(v - cseg * big) + cseg * big
+    pos = np.searchsorted(counted, query, "left")  # counted calls before the query, all keys
+    m = np.maximum(pos - first[qseg], 0)
     level = np.full(len(query), float(capacity))
     has = m > 0
     level[has] = np.minimum(capacity, capacity - m[has] + rate * t[has] + prefix[pos[has] - 1])

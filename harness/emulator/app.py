@@ -10,7 +10,6 @@ which may hold secrets) and answered 400 ``Validation``, never a 500 or a traceb
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 import traceback
@@ -97,7 +96,7 @@ class Emulator:
                 req.principal = self.auth.principal(headers.get(b"authorization"))
                 self.auth.require_scope(req.principal, route.operation)
             result = route.handler(self, req)
-            if inspect.isawaitable(result):
+            if route.is_async:
                 result = await result
             if isinstance(result, ApiResponse):
                 await send_json(send, result.status, result.payload)

@@ -7,6 +7,7 @@ is matched in a few microseconds.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ class Route:
     handler: Callable[..., Any]
     operation: str
     parts: tuple[tuple[bool, str], ...]  # (is_param, text)
+    is_async: bool = False
 
 
 class Router:
@@ -33,7 +35,7 @@ class Router:
         parts = tuple((s.startswith("{"), s.strip("{}")) for s in segs)
         # literal routes first so ".../devices/command" beats ".../devices/{deviceId}"
         routes = self._by_len.setdefault(len(parts), [])
-        routes.append(Route(method, pattern, handler, operation, parts))
+        routes.append(Route(method, pattern, handler, operation, parts, inspect.iscoroutinefunction(handler)))
         routes.sort(key=lambda r: [p[0] for p in r.parts])
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:

@@ -76,7 +76,6 @@ class Store:
         self._tokens: _Lru = _Lru(CACHE_CAP)
         self._pending: list[tuple[str, int, str]] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._flush_scheduled = False
         self.batches = 0
 
     def close(self) -> None:
@@ -150,19 +149,21 @@ class Store:
 
     # ---- device states (group commit) --------------------------------------
     def enqueue_states(self, rows: list[tuple[str, int, str]]) -> asyncio.Future[None]:
-        """Queue rows (device_id, time ms, data JSON); the future resolves once committed."""
+        """Queue rows (device_id, time ms, data JSON); the future resolves once committed.
+
+        One future per request (not one shared per batch): a cancelled request cancels only
+        its own future, never its batch-mates' answers.
+        """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._pending.extend(rows)
         self._waiters.append(fut)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if len(self._waiters) == 1:
             loop.call_soon(self.flush)
         return fut
 
     def flush(self) -> None:
         """Commit the pending batch in one transaction and wake its requests."""
-        self._flush_scheduled = False
         rows, waiters = self._pending, self._waiters
         self._pending, self._waiters = [], []
         error: BaseException | None = None

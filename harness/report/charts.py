@@ -196,7 +196,8 @@ def distribution(curves: Mapping[str, Mapping[str, np.ndarray]], ops: Sequence[s
         _log_ms(ax)
         ax.set_title(title)
     axes[0, 0].set_ylabel("ms")
-    axes[0, 1].legend(loc="upper left", fontsize=7)
+    if ops:
+        axes[0, 1].legend(loc="upper left", fontsize=7)
     return to_data_uri(fig)
 
 

@@ -5,9 +5,12 @@ A change is a **regression** only when both hold:
 1. it exceeds the threshold (default 10 %): a percentile of corrected latency or of
    response time rose by more than ``threshold`` of the baseline value, or the
    throughput fell by more than ``threshold``;
-2. it is beyond run-to-run noise: for a percentile, the whole 99 % bootstrap
-   confidence interval of the difference (current - baseline) lies above zero; for
-   throughput, a Poisson test on the two counts gives z < -2.576 (99 %, one-sided 0.5 %).
+2. it is beyond run-to-run noise: for a percentile, the whole bootstrap confidence
+   interval of the difference (current - baseline) lies above zero; for throughput, a
+   Poisson test on the two counts rejects "same rate". Both run at a family-wise 99 %:
+   a comparison makes m tests (operations x 2 latencies x 5 percentiles, plus one
+   throughput test per operation), so each interval is at 1 - 0.01/m (Bonferroni).
+   Without that, 30 tests at 99 % each flagged about one same-distribution pair in 30.
 
 The bootstrap is exact and cheap. A bootstrap resample of a sorted sample ``x`` (size
 n) is ``x[ceil(n U_i) - 1]`` for uniforms ``U_i``; that map is monotone, so the k-th
@@ -26,6 +29,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -37,13 +41,16 @@ from harness.record import Samples, read_samples
 COMPARED = ("p50", "p90", "p95", "p99", "p99.9")
 METRICS = ("corrected", "response")
 MAX_SUBSAMPLE = 50_000
-BOOTSTRAP = 2000
-CONFIDENCE = 0.99
-Z_CRIT = 2.576
+CONFIDENCE = 0.99  # family-wise, over every test of one comparison
 SEED = 20261127
-METHOD = (f"bootstrap {CONFIDENCE:.0%} confidence interval of the percentile difference (exact order-statistic "
-          f"bootstrap via Beta draws, B={BOOTSTRAP}, at most {MAX_SUBSAMPLE:,} samples per operation and run, "
-          f"seed {SEED}); throughput: Poisson z-test on the counts, |z| > {Z_CRIT}")
+METHOD = (f"bootstrap confidence interval of the percentile difference (exact order-statistic bootstrap via "
+          f"Beta draws, at most {MAX_SUBSAMPLE:,} samples per operation and run, seed {SEED}), family-wise "
+          f"{CONFIDENCE:.0%} with Bonferroni over all tests; throughput: Poisson z-test on the counts, same level")
+
+
+def draws_for(alpha: float) -> int:
+    """Bootstrap replicates so that the alpha/2 tail holds at least ~10 of them (2,000 to 200,000)."""
+    return int(min(max(2000, math.ceil(20 / alpha)), 200_000))
 
 
 def _subsample(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -57,7 +64,7 @@ def bootstrap_percentile(sorted_values: np.ndarray, label: str, draws: int, rng:
 
     >>> rng = np.random.default_rng(0)
     >>> reps = bootstrap_percentile(np.arange(1000.0), "p50", 4000, rng)
-    >>> 470 < np.quantile(reps, 0.005) < 499 < np.quantile(reps, 0.995) < 530
+    >>> bool(440 < np.quantile(reps, 0.005) < 499 < np.quantile(reps, 0.995) < 560)
     True
     """
     n = len(sorted_values)
@@ -65,6 +72,10 @@ def bootstrap_percentile(sorted_values: np.ndarray, label: str, draws: int, rng:
     u = rng.beta(k, n - k + 1, size=draws)
     idx = np.clip(np.ceil(n * u).astype(np.int64) - 1, 0, n - 1)
     return sorted_values[idx]
+
+
+def _count(counts: np.ndarray, i: int | None) -> int:
+    return int(counts[i]) if i is not None and i < len(counts) else 0
 
 
 def _change(base: float | None, cur: float | None) -> float | None:
@@ -84,18 +95,21 @@ def _metric_values(s: Samples, sel: np.ndarray, metric: str) -> np.ndarray:
 def compare_samples(base: Samples, cur: Samples, threshold: float = 0.10) -> dict[str, Any]:
     """The comparison of two runs' samples; ``compare_runs`` reads the folders and calls this."""
     rng = np.random.default_rng(SEED)
-    alpha = 1 - CONFIDENCE
     tb, te = time_origin(base)
     cb, ce = time_origin(cur)
     dur_b, dur_c = max(te - tb, 1e-9), max(ce - cb, 1e-9)
     counts_b, counts_c = counts_by_op(base)["count"], counts_by_op(cur)["count"]
     names = list(dict.fromkeys([*base.op_names, *cur.op_names]))
+    both = sum(1 for op in names if _count(counts_b, base.op_index(op)) and _count(counts_c, cur.op_index(op)))
+    tests = max(both * (1 + len(METRICS) * len(COMPARED)), 1)
+    alpha = (1 - CONFIDENCE) / tests  # per test, two-sided
+    z_crit = NormalDist().inv_cdf(1 - alpha / 2)
+    draws = draws_for(alpha)
     rows: list[dict[str, Any]] = []
     regressions: list[dict[str, Any]] = []
     for op in names:
         ib, ic = base.op_index(op), cur.op_index(op)
-        nb_ = int(counts_b[ib]) if ib is not None and ib < len(counts_b) else 0
-        nc_ = int(counts_c[ic]) if ic is not None and ic < len(counts_c) else 0
+        nb_, nc_ = _count(counts_b, ib), _count(counts_c, ic)
         row: dict[str, Any] = {"op": op, "baseline_count": nb_, "current_count": nc_}
         if nb_ == 0 or nc_ == 0:
             row["note"] = "only in the current run" if nb_ == 0 else "only in the baseline run"
@@ -104,7 +118,7 @@ def compare_samples(base: Samples, cur: Samples, threshold: float = 0.10) -> dic
         rate_b, rate_c = nb_ / dur_b, nc_ / dur_c
         z = (rate_c - rate_b) / math.sqrt(nc_ / dur_c**2 + nb_ / dur_b**2)
         tchange = _change(rate_b, rate_c)
-        t_reg = tchange is not None and tchange < -threshold and z < -Z_CRIT
+        t_reg = tchange is not None and tchange < -threshold and z < -z_crit
         row["throughput"] = {"baseline": rate_b, "current": rate_c, "change": tchange, "z": z, "regression": t_reg}
         if t_reg:
             regressions.append({"op": op, "metric": "throughput", "label": "req/s", "baseline": rate_b,
@@ -117,7 +131,7 @@ def compare_samples(base: Samples, cur: Samples, threshold: float = 0.10) -> dic
             sb, sc = _subsample(vb, rng), _subsample(vc, rng)
             out: dict[str, Any] = {}
             for label in COMPARED:
-                diff = bootstrap_percentile(sc, label, BOOTSTRAP, rng) - bootstrap_percentile(sb, label, BOOTSTRAP, rng)
+                diff = bootstrap_percentile(sc, label, draws, rng) - bootstrap_percentile(sb, label, draws, rng)
                 lo, hi = np.quantile(diff, [alpha / 2, 1 - alpha / 2]).tolist()
                 change = _change(pb[label], pc[label])
                 reg = change is not None and change > threshold and lo > 0
@@ -128,7 +142,8 @@ def compare_samples(base: Samples, cur: Samples, threshold: float = 0.10) -> dic
                                         "current": pc[label], "change": change, "ci_low": lo, "ci_high": hi})
             row[metric] = out
         rows.append(row)
-    return {"method": METHOD, "threshold": threshold, "confidence": CONFIDENCE, "operations": rows,
+    return {"method": METHOD, "threshold": threshold, "confidence": CONFIDENCE, "tests": tests,
+            "per_test_confidence": 1 - alpha, "operations": rows,
             "regressions": regressions, "verdict": "regression" if regressions else "ok"}
 
 
@@ -149,7 +164,7 @@ def _pct(change: float | None) -> str:
         return "–"
     if math.isinf(change):
         return "+inf%"
-    return f"{change:+.1%}"
+    return "0.0%" if abs(change) < 0.0005 else f"{change:+.1%}"
 
 
 def format_comparison(result: dict[str, Any]) -> str:
@@ -221,23 +236,26 @@ def comparison_section(result: dict[str, Any], base_fig: Any, cur_fig: Any) -> s
             f'{"REGRESSION: " + str(len(regs)) + " change(s) beyond threshold and noise" if regs else "No regression"}'
             f" against baseline {esc(result.get('baseline', ''))} (threshold {result['threshold']:.0%}).</div>"
             f'<p class="legend-note">Noise test: {esc(result["method"])}.</p>')
-    rows = []
-    for row in result["operations"]:
-        if "throughput" not in row:
-            rows.append(f"<tr>{cell(row['op'], 'op')}{cell(row.get('note', ''))}" + "<td></td>" * 11 + "</tr>")
-            continue
-        t = row["throughput"]
-        cells = [cell(row["op"], "op"), cell(_pct(t["change"]), "n bad" if t["regression"] else "n",
-                                              title=f"{t['baseline']:.2f} -> {t['current']:.2f} req/s")]
-        for metric in METRICS:
+    body = head
+    for metric, caption in (("corrected", "Corrected latency (from planned send): change vs baseline"),
+                            ("response", "Response time (from actual send): change vs baseline")):
+        rows = []
+        for row in result["operations"]:
+            if "throughput" not in row:
+                rows.append(f"<tr>{cell(row['op'], 'op')}{cell(row.get('note', ''))}" + "<td></td>" * 5 + "</tr>")
+                continue
+            t = row["throughput"]
+            cells = [cell(row["op"], "op"), cell(_pct(t["change"]), "n bad" if t["regression"] else "n",
+                                                  title=f"{t['baseline']:.2f} -> {t['current']:.2f} req/s")]
             for label in COMPARED:
                 c = row[metric][label]
-                cells.append(cell(_pct(c["change"]), "n bad" if c["regression"] else "n",
-                                  title=f"{metric} {label}: {ms(c['baseline'])} -> {ms(c['current'])} ms; "
-                                        f"{CONFIDENCE:.0%} CI of difference [{ms(c['ci_low'])}, {ms(c['ci_high'])}] ms"))
-        rows.append(f'<tr data-op="{esc(row["op"])}">{"".join(cells)}</tr>')
-    headers = ["operation", "throughput"] + [f"corrected {p}" for p in COMPARED] + [f"response {p}" for p in COMPARED]
-    body = head + table(headers, rows, cls="comparison", caption="Change vs baseline (hover a cell for values and interval)")
+                cells.append(cell(f"{_pct(c['change'])} ({ms(c['baseline'])} → {ms(c['current'])})",
+                                  "n bad" if c["regression"] else "n",
+                                  title=f"{result['per_test_confidence']:.3%} CI of the difference: "
+                                        f"[{ms(c['ci_low'])}, {ms(c['ci_high'])}] ms"))
+            rows.append(f'<tr data-op="{esc(row["op"])}" data-kind="{metric}">{"".join(cells)}</tr>')
+        headers = ["operation", "throughput"] + [f"{p} ms" for p in COMPARED]
+        body += table(headers, rows, cls=f"comparison {metric}", caption=caption)
     if regs:
         items = "".join(f"<li>{esc(r['op'])} {esc(r['metric'])} {esc(r['label'])}: {_pct(r['change'])}</li>" for r in regs)
         body += f'<h3>Regressions</h3><ul class="bad">{items}</ul>'

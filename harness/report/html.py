@@ -84,10 +84,12 @@ def saturation(run: RunData, fig: Figures) -> list[str]:
 def header(run: RunData, fig: Figures, saturated: list[str]) -> str:
     passed = run.passed
     cls, word = ("na", "NOT JUDGED") if passed is None else (("pass", "PASS") if passed else ("fail", "FAIL"))
+    fleet = (f"{run.fleet_size:,} devices" if run.fleet_size is not None
+             else f"{int(fig.active_keys.max()) if len(fig.active_keys) else 0:,} keys seen")
     meta = _meta([
         ("scenario", run.name), ("run", run.run_id), ("target", run.target_url), ("started", utc(fig.t0)),
         ("duration", f"{fig.duration:,.1f} s"),
-        ("fleet", f"{run.fleet_size:,} devices" if run.fleet_size is not None else f"{len(fig.active_keys) and int(fig.active_keys.max()):,} keys seen"),
+        ("fleet", fleet),
         ("requests", f"{fig.total.count:,}"), ("throughput", f"{tables.num(fig.total.rate, 1)} req/s"),
         ("corrected p99", f"{tables.ms(fig.total.corrected['p99'])} ms"),
         ("response p99", f"{tables.ms(fig.total.response['p99'])} ms"),
@@ -174,8 +176,10 @@ def integrity(run: RunData) -> str:
     else:
         head = (f'<div class="alert ok" id="integrity-result">All {esc(tables.value(data.get("accepted", "?")))} '
                 'accepted states were read back.</div>')
-    rows = [f"<tr>{tables.cell(k)}{tables.cell(tables.value(v) if not isinstance(v, (list, dict)) else f'{len(v):,} items', 'n')}</tr>"
-            for k, v in data.items()]
+    def shown(v: Any) -> str:
+        return f"{len(v):,} items" if isinstance(v, (list, dict)) else tables.value(v)
+
+    rows = [f"<tr>{tables.cell(k)}{tables.cell(shown(v), 'n')}</tr>" for k, v in data.items()]
     extra = ""
     if isinstance(lost, list) and lost:
         extra = "<h3>First lost states</h3><pre>" + esc("\n".join(str(x) for x in lost[:20])) + "</pre>"

@@ -99,7 +99,10 @@ class ReportingUser(LosantUser):
 
     def act(self, r: Reporter, action: str, planned: float) -> None:
         op = "device.sendState" if action == "state" else "device.getCommand"
-        planned = self.ctx.reserve(op, r.device.id, planned)
+        slot = self.ctx.try_reserve(op, r.device.id, planned, planned + self.slack)
+        if slot is None:
+            return
+        planned = slot
         self.wait_until(planned)
         if action == "state":
             self.send_state(r, planned)
@@ -109,6 +112,7 @@ class ReportingUser(LosantUser):
     @task
     def drive(self) -> None:
         timeline = self.ctx.timeline_for(self.reporters, self.class_cfg)
+        self.slack = self.ctx.state_interval(self.class_cfg.report_interval)
         pool = Pool(self.pool_size)
         while True:
             nxt = timeline.next_time()

@@ -151,3 +151,12 @@ def test_steady_probe_cannot_tell_models_apart_or_says_so() -> None:
     result = check_conformance(probe(30, duration=20.0), TABLE, "probe")
     inference = result.limits[0].inference
     assert "sliding" in inference["consistent"] or inference["inferred"] == "sliding"
+
+
+def test_inference_uses_the_observed_count() -> None:
+    keys = {d: every(0.1, 40.0, start=5.0 + 3.7 * i) for i, d in enumerate(DEVICES)}
+    result = check_conformance(run(keys, 25), TABLE, "probe")
+    inference = result.limits[0].inference
+    assert inference["counts_tried"] == [25, 30]
+    assert (inference["count"], inference["inferred"]) == (25, "sliding"), inference
+    assert result.findings_by_kind.get("false_throttle", 0) > 0  # against the documented 30

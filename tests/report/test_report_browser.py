@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_report_renders_from_file_url(tmp_path: Path) -> None:
-    pytest.importorskip("playwright", reason="the playwright Python package is not installed")
+    assert importlib.util.find_spec("playwright"), "install the Python package: pip install playwright (no browser download)"
     base = write_run(tmp_path / "base", Shape(devices=20, duration=30, seed=1), summary=False)
     run = write_run(tmp_path / "run", Shape(devices=20, duration=30, seed=2, latency_scale=1.5))
     report = write_report(run, baseline=base)

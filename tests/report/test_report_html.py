@@ -235,3 +235,12 @@ def test_lttb_against_reference(n: int, k: int) -> None:
     y = np.cumsum(rng.normal(0, 1, n))
     xs, ys = lttb(x, y, k)
     assert list(zip(xs.tolist(), ys.tolist())) == lttb_reference(list(zip(x.tolist(), y.tolist())), k)
+
+
+@pytest.mark.parametrize("module", ["figures", "charts", "compare", "rundata", "webui"])
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    mod = importlib.import_module("harness.webui" if module == "webui" else f"harness.report.{module}")
+    assert doctest.testmod(mod).failed == 0
