@@ -45,7 +45,8 @@ def synthetic(n: int, devices: int = 2000, seed: int = 1) -> Samples:
     planned = t0 + (k // devices) * interval + dev * (interval / devices)
     planned, dev = planned[:n_state], dev[:n_state]
     n_other = n - n_state
-    op = np.concatenate([np.zeros(n_state, np.uint16), rng.integers(1, 3, n_other).astype(np.uint16)])
+    other = np.where(rng.random(n_other) < 0.003, 1, 2)  # events.post at ~0.5/s, under its 1/s limit
+    op = np.concatenate([np.zeros(n_state, np.uint16), other.astype(np.uint16)])
     key = np.concatenate([dev, np.where(op[n_state:] == 1, devices, rng.integers(0, devices, n_other))])
     span = float(planned[-1] - t0)
     planned = np.concatenate([planned, t0 + rng.uniform(0, span, n_other)])

@@ -28,7 +28,7 @@ def mixed(name: str, mode: str = "users", auth: str = "user") -> dict:
         "name": name,
         "duration": "5s",
         "ramp_up": 100,
-        "fleet": {"mode": mode, "connections": 8, "classes": [
+        "fleet": {"mode": mode, **({"connections": 8} if mode == "multiplexed" else {}), "classes": [
             {"name": "sensors", "count": 6, "report_interval": "500ms", "tags": {"site": "s1"},
              "attributes": {"t": {"type": "random_walk", "start": 1, "step": 1}}, "command_poll_interval": "1s",
              "connection_status": True, "batch_size": 2},

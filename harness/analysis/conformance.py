@@ -26,7 +26,7 @@ accepted call (recovery). Window model inference (on by default in probe mode)
 replays the observed decisions, at the documented and at the observed onset count,
 under each model (sliding; fixed with phase 0 and with the phase estimated from the
 recoveries; token bucket) and counts the calls the model would have decided
-otherwise. A model is *consistent* when it has no such call. One consistent model is
+otherwise, on at most ``INFER_KEYS`` of the keys that drew 429s. A model is *consistent* when it has no such call. One consistent model is
 the answer; several mean the data cannot tell them apart (steady pacing looks the
 same under all three, a burst after idle does not: a token bucket refills within
 ``window / count`` seconds, a sliding log only when the key's oldest call leaves the
@@ -49,6 +49,7 @@ from .windows import MODELS, Judgement, KeyedCalls, arrange, judge
 PACING_MODES = ("respect", "probe", "off")  # harness.scenario ThrottleMode
 FINDING_KINDS = ("false_throttle", "missed_throttle", "undocumented_throttle", "throttled_while_respecting")
 MIN_TOLERANCE = 0.001
+INFER_KEYS = 100  # most keys replayed by window model inference
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,13 @@ class LimitReport:
 
 @dataclass
 class Conformance:
+    """Everything ``check_conformance`` found: per-limit reports and the findings."""
+
     mode: str
     limits: list[LimitReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)  # the earliest ``max_findings``
     findings_total: int = 0
     findings_by_kind: dict[str, int] = field(default_factory=dict)
-    untouched_concurrency: list[str] = field(default_factory=list)
     concurrency_touched: list[str] = field(default_factory=list)
 
 
@@ -263,8 +265,18 @@ def _estimate_phase(calls: KeyedCalls, window: float) -> float:
     return float(res[(int(np.argmax(gaps)) + 1) % len(res)])
 
 
-def _infer(calls: KeyedCalls, counts: list[int], window: float, tol: float) -> dict[str, Any]:
-    """Violations of each model at each candidate count (documented, observed onset); best per model."""
+def _infer(calls: KeyedCalls, counts: list[int], window: float, tol: float, max_keys: int = INFER_KEYS
+           ) -> dict[str, Any]:
+    """Violations of each model at each candidate count (documented, observed onset); best per model.
+
+    Only keys that drew a 429 tell the models apart, and at most ``max_keys`` of them
+    (evenly spread over the key codes) are replayed, so the cost stays bounded on
+    large runs: eight replays of the judged calls.
+    """
+    throttled_keys = np.unique(calls.key_of(calls.thr))
+    if len(throttled_keys) > max_keys:
+        throttled_keys = throttled_keys[np.linspace(0, len(throttled_keys) - 1, max_keys).astype(int)]
+    calls = calls.only_keys(throttled_keys)
     violations: dict[str, int] = {}
     best_count: dict[str, int] = {}
     for model in MODELS:
@@ -284,7 +296,7 @@ def _infer(calls: KeyedCalls, counts: list[int], window: float, tol: float) -> d
         inferred = "none consistent; closest: " + min(MODELS, key=lambda m: violations[m])
     return {"inferred": inferred, "consistent": consistent, "violations": violations,
             "count": best_count.get(inferred, counts[0]), "counts_tried": counts,
-            "judged_calls": len(calls.acc) + len(calls.thr)}
+            "judged_keys": int(len(throttled_keys)), "judged_calls": len(calls.acc) + len(calls.thr)}
 
 
 def _collect(samples: Samples, table: LimitsTable, result: Conformance, kind_of: np.ndarray,

@@ -91,6 +91,15 @@ class KeyedCalls:
     def to_comp(self, key: np.ndarray, t: np.ndarray) -> np.ndarray:
         return key * self.stride + (t - self.a0) + self.margin
 
+    def only_keys(self, keys: np.ndarray) -> KeyedCalls:
+        """The same calls restricted to some key codes (acc_index is not available on it)."""
+        def keep(c: np.ndarray) -> np.ndarray:
+            return np.isin(self.key_of(c), keys)
+
+        k_thr = keep(self.thr)
+        return KeyedCalls(acc=self.acc[keep(self.acc)], thr=self.thr[k_thr], thr_index=self.thr_index[k_thr],
+                          unk=self.unk[keep(self.unk)], stride=self.stride, a0=self.a0, margin=self.margin)
+
     def acc_index(self, selected: np.ndarray) -> np.ndarray:
         """Sample positions of the accepted calls ``acc[selected]`` (argsort once, on demand)."""
         comp, mask, index = self._acc_raw

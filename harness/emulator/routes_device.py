@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import validation
 from .http import int_param
 from .routes_devices import check_device_refs, device_doc_from
-from .states import check_body, rows_for
+from .states import check_body, declared_types, rows_for
 from .timeparse import format_time, parse_input_time, resolve_query_time
 from .validation import validate
 from .views import SUCCESS, device_view
@@ -77,7 +77,7 @@ def delete(emu: Emulator, req: Request) -> dict[str, Any]:
 async def send_state(emu: Emulator, req: Request) -> dict[str, Any]:
     """The hot path: check, throttle per target device, group-commit, then answer."""
     device = _device(emu, req, "device.sendState")
-    states = check_body(req.json())
+    states = check_body(req.json(), declared_types(device))
     emu.throttle.check("device.sendState", {"device": device["id"], "application": device["applicationId"]})
     rows = rows_for(device, states, emu.now_ms())
     if rows and not emu.should_drop_write():

@@ -27,14 +27,14 @@ _STATE_KEYS = frozenset(("data", "time", "meta", "flowVersion"))
 _SCALARS = (int, float, str, bool)
 
 
-def _fast_ok(state: Any) -> bool:
+def _fast_ok(state: Any, known: dict[str, str]) -> bool:
     if type(state) is not dict or not _STATE_KEYS.issuperset(state):
         return False
     data = state.get("data")
     if type(data) is not dict:
         return False
-    for name, value in data.items():
-        if not isinstance(value, _SCALARS) or not _NAME.match(name):
+    for name, value in data.items():  # declared names were validated when the device was saved
+        if not isinstance(value, _SCALARS) or (name not in known and not _NAME.match(name)):
             return False
     fv = state.get("flowVersion")
     if fv is not None and not (isinstance(fv, str) and 1 <= len(fv) <= 255):
@@ -43,13 +43,17 @@ def _fast_ok(state: Any) -> bool:
     return t is None or isinstance(t, (int, float, str)) or (type(t) is dict and set(t) == {"$date"})
 
 
-def check_body(body: Any) -> list[dict[str, Any]]:
-    """The states of a body (one object or an array); 400 naming the field when invalid."""
+def check_body(body: Any, known: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The states of a body (one object or an array); 400 naming the field when invalid.
+
+    ``known`` (the device's declared attribute names) lets valid names skip the regex.
+    """
     states = body if isinstance(body, list) else [body]
     if not states or not isinstance(body, (list, dict)):
         validate("deviceStateOrStates", body)
+    known = known or {}
     for i, state in enumerate(states):
-        if not _fast_ok(state):  # slow path only to name the failing field
+        if not _fast_ok(state, known):  # slow path only to name the failing field
             validate("deviceState", state, root=f"[{i}]" if isinstance(body, list) else "")
             validate("deviceStateOrStates", body)
     return states

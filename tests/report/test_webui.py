@@ -14,6 +14,7 @@ import pytest
 from harness import webui
 
 HELPER = Path(__file__).with_name("browser_check.py")
+SERVER = Path(__file__).with_name("locust_ui_server.py")
 CHROMIUM = "/usr/bin/chromium"
 needs_browser = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
@@ -62,61 +63,55 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def locust_ui(monkeypatch: pytest.MonkeyPatch):
-    """A local runner with one idle user, the web UI on a free loopback port, our panel installed."""
-    # Locust's UI re-parses sys.argv for its extra options on every page load; pytest's would fail
-    monkeypatch.setattr(sys, "argv", ["locust"])
-    from locust import User, constant, task
-    from locust.env import Environment
+def locust_ui():
+    """A local runner with one idle user, the web UI on a free loopback port, our panel installed,
+    in its own process (see locust_ui_server.py for why)."""
+    import subprocess
 
-    class Idle(User):
-        wait_time = constant(1)
-
-        @task
-        def nothing(self) -> None:
-            pass
-
-    calls = {"n": 0}
-
-    def provider() -> dict:
-        calls["n"] += 1
-        return snap(calls["n"])
-
-    env = Environment(user_classes=[Idle])
-    runner = env.create_local_runner()
     port = _free_port()
-    ui = env.create_web_ui("127.0.0.1", port, delayed_start=True)
-    webui.install(env, provider)
-    webui.install(env, provider)  # idempotent: still one tab
-    ui.start()
-    runner.start(1, spawn_rate=10)
-    import gevent
+    proc = subprocess.Popen([sys.executable, str(SERVER), str(port)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    yield f"http://127.0.0.1:{port}"
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
-    gevent.sleep(0.3)
-    yield env, f"http://127.0.0.1:{port}", calls
-    runner.quit()
-    ui.stop()
+
+def _get_json(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 def test_data_route_and_stats_extension(locust_ui) -> None:
-    env, base, _ = locust_ui
-    client = env.web_ui.app.test_client()
-    data = client.get("/throttles/data").get_json()
+    import urllib.request
+
+    base = locust_ui
+    data = _get_json(base + "/throttles/data")
     assert data["limits"][0]["name"] == "device.sendState"
-    stats = client.get("/stats/requests").get_json()
+    stats = _get_json(base + "/stats/requests")
     ext = {x["key"]: x["data"] for x in stats["extended_stats"]}
     assert ext["throttles"][0]["what"] == "device.sendState"
-    tabs = [t["key"] for t in env.web_ui.template_args["extendedTabs"]]
-    assert tabs.count("throttles") == 1
-    assert "<title>" in client.get("/throttles").get_data(as_text=True)
+    with urllib.request.urlopen(base + "/", timeout=10) as resp:
+        page = resp.read().decode()
+    assert page.count('"extendedTabs": [{"key": "throttles", "title": "Throttles"}]') == 1, "installed twice: still one tab"
+    with urllib.request.urlopen(base + "/throttles", timeout=10) as resp:
+        assert "<title>" in resp.read().decode()
+    later = _get_json(base + "/throttles/data")
+    assert later["throttled_total"] > data["throttled_total"], "each poll asks the provider afresh"
 
 
 @needs_browser
 def test_throttles_tab_updates_live_in_chromium(locust_ui, tmp_path: Path) -> None:
     assert importlib.util.find_spec("playwright"), "install the Python package: pip install playwright (no browser download)"
-    from gevent import subprocess as gsub  # cooperative: the web UI keeps serving while we wait
+    import subprocess as gsub
 
-    _, base, calls = locust_ui
+    base = locust_ui
     shot = tmp_path / "throttles-tab.png"
     proc = gsub.run([sys.executable, str(HELPER), "webui", base, str(shot)], capture_output=True, text=True,
                     timeout=120)
@@ -131,4 +126,4 @@ def test_throttles_tab_updates_live_in_chromium(locust_ui, tmp_path: Path) -> No
     assert result["bars"] and result["t429"][0] != result["t429"][1], "the standalone page did not refresh"
     assert result["console_errors"] == []
     assert shot.exists() and shot.stat().st_size > 10_000
-    assert calls["n"] >= 3
+    assert _get_json(base + "/throttles/data")["throttled_total"] >= 3, "the provider was polled live"
