@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--users", type=int, help="rescale the fleet to N device users (standalone devices + gateways), keeping the class mix")
     run.add_argument("--duration", type=_duration, help="override the scenario's duration, e.g. 30s, 5m")
     run.add_argument("--target-url", help="live Losant API base URL (credentials from LOSANT_* environment variables)")
+    run.add_argument("--limits", help="limits YAML the target enforces, if not the documented ones (see docs/LIMITS.md)")
     run.add_argument("--reports-dir", default="reports", help="where run folders go (default: %(default)s)")
     run.add_argument("--teardown", action="store_true", help="delete what the run tag provisioned when done")
     run.add_argument("--yes", action="store_true", help="confirm a live-tenant run without asking (needed headless)")
@@ -69,6 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = ["locust", "-f", str(LOCUSTFILE), "--scenario", args.scenario, "--reports-dir", args.reports_dir]
     if args.target_url:
         argv += ["--target-url", args.target_url]
+    if args.limits:
+        argv += ["--limits", args.limits]
     if args.baseline:
         argv += ["--baseline", args.baseline]
     for flag in ("teardown", "yes", "allow_exceeding_live_limits"):

@@ -50,6 +50,9 @@ def add_arguments(parser: Any, **_: Any) -> None:
     group.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario YAML file (default: %(default)s)")
     group.add_argument("--target-url", default="", help="live Losant API base URL; empty = the embedded emulator "
                        "(credentials come only from LOSANT_* environment variables)")
+    group.add_argument("--limits", default="", include_in_web_ui=False,
+                       help="limits YAML the target enforces (overrides the documented table for pacing and judging, "
+                            "and is passed to the embedded emulator)")
     group.add_argument("--reports-dir", default="reports", help="where run folders are written (default: %(default)s)")
     group.add_argument("--run-id", default="", include_in_web_ui=False, help="run folder name (default: UTC start time and scenario name)")
     group.add_argument("--scale-users", type=int, default=0, include_in_web_ui=False,
@@ -78,16 +81,14 @@ def _load(options: Any) -> None:
     if options.headless and not options.run_time:
         options.run_time = max(1, round(scenario.duration))  # a headless run ends by itself
     state.scenario, state.scenario_path = scenario, path
-    limits_file = getattr(scenario.target, "limits", None)
-    if limits_file and not Path(limits_file).is_absolute():
-        limits_file = path.parent / limits_file
-    state.limits = load_limits(limits_file if scenario.target.kind == "emulator" else None)
+    limits_file = options.limits or (scenario.target.limits if scenario.target.kind == "emulator" else None)
+    state.limits = load_limits(limits_file)
     if scenario.target.kind == "live":
         from harness.safety import check_live_run, plan_budget
 
         check_live_run(plan_budget(scenario, state.limits), options.allow_exceeding_live_limits, options.yes,
                        interactive=sys.stdin.isatty())
-    state.target = open_target(scenario, path, options.target_url or None)
+    state.target = open_target(scenario, path, options.target_url or None, limits_file)
     from harness.fleet import plan_devices
 
     run_id = options.run_id or make_run_id(scenario.name)

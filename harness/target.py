@@ -64,8 +64,9 @@ class Target:
             self.emulator = None
 
 
-def open_target(scenario: Any, scenario_path: Path | None, target_url: str | None = None) -> Target:
-    """Start the embedded emulator, or describe the live tenant, for this scenario."""
+def open_target(scenario: Any, scenario_path: Path | None, target_url: str | None = None,
+                limits: str | Path | None = None) -> Target:
+    """Start the embedded emulator (enforcing ``limits`` when given), or describe the live tenant."""
     tgt = scenario.target
     url = target_url or (tgt.url if tgt.kind == "live" else None)
     if url:
@@ -73,11 +74,8 @@ def open_target(scenario: Any, scenario_path: Path | None, target_url: str | Non
         return Target(url.rstrip("/"), login, live=True, application_id=getattr(tgt, "application_id", None))
     from harness.emulator.process import EmulatorProcess
 
-    limits = getattr(tgt, "limits", None)
-    if limits and scenario_path is not None and not Path(limits).is_absolute():
-        limits = str((scenario_path.parent / limits).resolve())
     password = secrets.token_urlsafe(18)
-    proc = EmulatorProcess(email="load@emulator.local", password=password, limits=limits)
+    proc = EmulatorProcess(email="load@emulator.local", password=password, limits=str(limits) if limits else None)
     proc.start()
     login = Login(email="load@emulator.local", password=Secret(password))
     return Target(proc.url, login, live=False, application_id=None, emulator=proc)
