@@ -89,6 +89,23 @@ def start(cmd: list[str]) -> tuple[subprocess.Popen[str], str]:
     return proc, match.group(1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def measured(proc: subprocess.Popen[str], url: str, script: str, duration: int, connections: int) -> dict[str, float]:
+    """One wrk run plus the server's CPU microseconds per request (robust to a busy machine)."""
+    before = cpu_seconds(proc.pid)
+    result = wrk(url, script, duration, connections)
+    result["cpu_us"] = (cpu_seconds(proc.pid) - before) / max(result["rps"] * duration, 1.0) * 1e6
+    return result
+
+
 def wrk(url: str, script: str, duration: int, connections: int, latency: bool = False) -> dict[str, float]:
     cmd = pinned(1) + ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script, url]
     if latency:
@@ -155,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         wrk(emu_url, emu_script, 2, args.connections)  # warm-up (charges at most a few calls per device)
         time.sleep(15)  # let every device's window empty
         # alternate bare and emulator runs so machine noise hits both alike
-        bare_runs, runs = [], []
+        bare_all, runs = [], []
         for _ in range(args.runs):
-            bare_runs.append(wrk(bare_url, bare_script, args.duration, args.connections)["rps"])
-            runs.append(wrk(emu_url, emu_script, args.duration, args.connections))
+            bare_all.append(measured(bare, bare_url, bare_script, args.duration, args.connections))
+            runs.append(measured(emu, emu_url, emu_script, args.duration, args.connections))
+        bare_runs = [r["rps"] for r in bare_all]
         emu_rps = statistics.median(r["rps"] for r in runs)
         non2xx = sum(r["non2xx"] for r in runs)
         half = emu_rps / 2
@@ -174,12 +192,16 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(10)
     bare_rps = statistics.median(bare_runs)
     pair_ratio = statistics.median(r["rps"] / b for r, b in zip(runs, bare_runs))
+    bare_cpu = statistics.median(r["cpu_us"] for r in bare_all)
+    emu_cpu = statistics.median(r["cpu_us"] for r in runs)
     half_p50 = statistics.median(r.get("p50_ms", float("nan")) for r in half_runs)
     half_rate = statistics.median(r["rps"] for r in half_runs)
     print(f"bare raw ASGI      : {bare_rps:9.0f} req/s  (runs: {', '.join(f'{x:.0f}' for x in bare_runs)})")
     print(f"emulator sendState : {emu_rps:9.0f} req/s  (runs: {', '.join(str(round(r['rps'])) for r in runs)}; "
           f"{devices} devices; non-2xx {int(non2xx)}; provisioning {provision_s:.1f} s)")
     print(f"ratio              : {emu_rps / bare_rps:9.2f}  (target >= 0.50; median of per-pair ratios {pair_ratio:.2f})")
+    print(f"server CPU/request : bare {bare_cpu:.1f} us, emulator {emu_cpu:.1f} us (ratio {bare_cpu / emu_cpu:.2f}; "
+          f"less sensitive to other load than req/s)")
     print(f"latency p50 at half: {half_p50:9.3f} ms  (achieved {half_rate:.0f} req/s of {half:.0f} target; "
           f"{conns} connections x {think} ms think time, closed loop)")
     print(f"pinning            : server {'CPU 0' if pinned(0) else 'unpinned'}, wrk {'CPU 1' if pinned(1) else 'unpinned'}, "

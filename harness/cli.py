@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-exceeding-live-limits", action="store_true",
                      help="accept probe mode or rates above documented limits against a live tenant")
     run.add_argument("--baseline", help="a previous run folder: the report compares against it and a regression fails the run")
+    run.add_argument("--no-record", action="store_true", help=argparse.SUPPRESS)  # benchmarks: the recorder's cost
     run.add_argument("--web-port", type=int, default=8089, help="Locust web UI port (default: %(default)s)")
 
     emu = sub.add_parser("emulator", help="serve the Losant API emulator", add_help=False)
@@ -74,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--limits", args.limits]
     if args.baseline:
         argv += ["--baseline", args.baseline]
-    for flag in ("teardown", "yes", "allow_exceeding_live_limits"):
+    for flag in ("teardown", "yes", "allow_exceeding_live_limits", "no_record"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
     if args.users:

@@ -63,6 +63,8 @@ def add_arguments(parser: Any, **_: Any) -> None:
                        help="allow probe mode or rates above documented limits against a live tenant")
     group.add_argument("--baseline", default="", include_in_web_ui=False,
                        help="a previous run folder: the report compares against it; a regression fails the run")
+    group.add_argument("--no-record", action="store_true", include_in_web_ui=False,
+                       help="benchmarks only: keep no samples (no analysis, no report), to measure the recorder's cost")
     group.add_argument("--teardown", action="store_true", include_in_web_ui=False,
                        help="after the run, delete the devices (and application) carrying the run tag")
 
@@ -161,7 +163,8 @@ def on_test_start(environment: Any, **_: Any) -> None:
     run_dir = new_run_dir(Path(opts.reports_dir), state.scenario, opts.run_id if not state.run_dirs else "")
     write_run_info(run_dir, state.scenario, state.limits, getattr(opts, "run_time", None))
     state.run_dirs.append(run_dir)
-    ctx = RunContext(state.scenario, state.fleet, state.target.login, state.limits, run_dir)
+    ctx = RunContext(state.scenario, state.fleet, state.target.login, state.limits, run_dir,
+                     record=not opts.no_record)
     environment.losant = ctx
     if getattr(opts, "headless", False):
         import gevent

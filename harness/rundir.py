@@ -67,6 +67,9 @@ def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = 
 
     ctx.recorder.close()
     run_dir: Path = ctx.run_dir
+    if not getattr(ctx.recorder, "enabled", True):
+        write_locust_stats(environment, run_dir)
+        return {"passed": True, "note": "--no-record: no samples were kept, nothing was judged"}
     info_path = run_dir / "run.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     info.update(ended=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), dropped_sends=ctx.dropped)

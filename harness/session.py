@@ -5,6 +5,10 @@ scenario, the provisioned fleet, the throttle ledger, the sample recorder and th
 log of accepted states the integrity check reads back. Users claim units of work
 from it (a device, a gateway with its peripherals, a chunk of the fleet) and give
 them back when stopped, so the web UI can change the user count mid-run.
+
+In a distributed run each worker owns a share of the units (``harness.distributed``);
+its one fleet user drives exactly the owned units, and re-reads them when the
+ownership version changes.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from typing import Any
 from harness.fleet import Device, Fleet
 from harness.limits import LimitsTable
 from harness.provision import Login
-from harness.record import Recorder, classify
-from harness.schedule import FleetTimeline, Ledger, stable_seed
+from harness.record import Recorder
+from harness.schedule import FleetTimeline, Ledger, device_streams, stable_seed
 from harness.scenario import Scenario, device_rng, make_state_generator
 from harness.users.devices import Reporter
 
@@ -28,42 +32,65 @@ INTEGRITY_SAMPLE = 25  # devices whose accepted states are read back after the r
 DEVICES_PER_FLEET_USER = 2000
 
 
-@dataclass
-class Unit:
-    """What one reporting user drives."""
+class NullRecorder:
+    """Keeps nothing: only for measuring what recording costs (``--no-record``)."""
 
+    enabled = False
+
+    def op_code(self, name: str) -> int:
+        return 0
+
+    def key_code(self, key: str) -> int:
+        return 0
+
+    def record(self, *args: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def samples(self) -> Any:
+        return Recorder(None).samples()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What one reporting user drives: a device, a gateway with its peripherals, or a chunk."""
+
+    index: int
     kind: str  # standalone | gateway | multiplexed
     class_name: str
-    devices: list[Device]
+    devices: tuple[Device, ...]
 
 
-def plan_units(scenario: Scenario, fleet: Fleet) -> dict[str, deque[Unit]]:
-    """Split the fleet into the units Locust users claim, by the scenario's fleet mode."""
-    units: dict[str, deque[Unit]] = {"standalone": deque(), "gateway": deque(), "multiplexed": deque()}
+def plan_units(scenario: Scenario, fleet: Fleet) -> list[Unit]:
+    """Split the fleet into the units users claim, by the scenario's fleet mode (a fixed order)."""
+    units: list[Unit] = []
     by_id = {d.id: d for d in fleet.devices}
     for cls in scenario.fleet.classes:
-        members = [d for d in fleet.by_class(cls.name) if d.kind != "peripheral"]
+        groups = [(d, [d] + [by_id[p] for p in d.peripheral_ids])
+                  for d in fleet.by_class(cls.name) if d.kind != "peripheral"]
         if scenario.fleet.mode == "multiplexed":
-            flat: list[Device] = []
-            for d in members:
-                flat.append(d)
-                flat.extend(by_id[p] for p in d.peripheral_ids)
+            flat = [dev for _, group in groups for dev in group]
             for i in range(0, len(flat), DEVICES_PER_FLEET_USER):
-                units["multiplexed"].append(Unit("multiplexed", cls.name, flat[i:i + DEVICES_PER_FLEET_USER]))
+                units.append(Unit(len(units), "multiplexed", cls.name, tuple(flat[i:i + DEVICES_PER_FLEET_USER])))
         else:
-            for d in members:
-                group = [d] + [by_id[p] for p in d.peripheral_ids]
-                units[d.kind].append(Unit(d.kind, cls.name, group))
+            units.extend(Unit(len(units) + i, d.kind, cls.name, tuple(group)) for i, (d, group) in enumerate(groups))
     return units
 
 
-def user_counts(scenario: Scenario) -> dict[str, int]:
-    """How many Locust users of each kind the scenario needs (fixed counts)."""
+def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
+    """How many Locust users of each kind the scenario needs (fixed counts).
+
+    Distributed (``workers`` > 0): one fleet user per worker drives that worker's share.
+    """
     counts = {"standalone": 0, "gateway": 0, "multiplexed": 0, "operator": scenario.operators.count}
+    if workers:
+        counts["multiplexed"] = workers
+        return counts
     for cls in scenario.fleet.classes:
         if scenario.fleet.mode == "multiplexed":
-            per = 1 + (cls.peripherals if cls.kind == "gateway" else 0)
-            counts["multiplexed"] += math.ceil(cls.count * per / DEVICES_PER_FLEET_USER)
+            counts["multiplexed"] += math.ceil(cls.total_devices / DEVICES_PER_FLEET_USER)
         else:
             counts[cls.kind] += cls.count
     return counts
@@ -73,29 +100,43 @@ class RunContext:
     """Shared, mutable state of one run inside one Locust process."""
 
     def __init__(self, scenario: Scenario, fleet: Fleet, login: Login, limits: LimitsTable,
-                 run_dir: Path | None) -> None:
+                 run_dir: Path | None, record: bool = True, start: float | None = None) -> None:
         self.scenario, self.fleet, self.login, self.limits = scenario, fleet, login, limits
         self.run_dir = run_dir
         pacing = scenario.pacing
+        self.off = pacing.throttle == "off"
         self.ledger = Ledger(limits, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
-        self.recorder = Recorder(run_dir)
+        self.recorder: Any = Recorder(run_dir) if record else NullRecorder()
         self.units = plan_units(scenario, fleet)
-        self.start = time.time()  # one origin for every timeline, so phases spread across the whole fleet
+        self.free: dict[str, deque[Unit]] = {"standalone": deque(), "gateway": deque(), "multiplexed": deque()}
+        for u in self.units:
+            self.free[u.kind].append(u)
+        # one origin for every timeline (and every worker), so phases spread across the whole fleet
+        self.start = time.time() if start is None else start
         self.position = {p.name: i for c in scenario.fleet.classes for i, p in enumerate(c.devices(scenario.run_tag))}
-        reporters = [d for d in fleet.devices]
-        self.integrity_ids = {d.id for d in reporters[:: max(1, len(reporters) // INTEGRITY_SAMPLE)][:INTEGRITY_SAMPLE]}
-        self.accepted: dict[str, list[int]] = {i: [] for i in self.integrity_ids}
         self.classes = {c.name: c for c in scenario.fleet.classes}
-        self.claimed: dict[int, Unit] = {}
+        devices = fleet.devices
+        self.integrity_ids = {d.id for d in devices[:: max(1, len(devices) // INTEGRITY_SAMPLE)][:INTEGRITY_SAMPLE]}
+        self.accepted: dict[str, list[int]] = {i: [] for i in self.integrity_ids}
         self.throttled_count = 0
         self.dropped = 0  # open-loop sends the throttle ledger could not fit in their slot
+        self._keys: dict[str, dict[str, str]] = {}
+        self.owned: set[int] | None = None  # distributed: unit indexes this worker drives
+        self.owned_devices: list[Device] | None = None
+        self.owner_version = 0
 
-    # -- recording -------------------------------------------------------
-    def record(self, op: str, key: str, planned: float, sent: float, latency: float, status: int,
-               nbytes: int, exc: Any) -> None:
-        rec = self.recorder
-        rec.record(rec.op_code(op), rec.key_code(key), planned, sent, latency, status, nbytes, classify(status, exc))
+    # -- ownership (distributed runs) ------------------------------------------
+    def set_owned(self, owned: set[int], version: int) -> None:
+        self.owned = owned
+        self.owned_devices = [d for u in self.units if u.index in owned for d in u.devices]
+        self.owner_version = version
 
+    def command_targets(self) -> list[Device]:
+        """Devices an operator here may command: in a distributed run only this worker's, so
+        each device's command limit is kept by one ledger."""
+        return self.owned_devices if self.owned_devices is not None else self.fleet.devices
+
+    # -- recording -------------------------------------------------------------
     def live_snapshot(self) -> dict[str, Any]:
         """What the web UI's Throttles tab shows, from the samples still in memory."""
         from harness.live import live_snapshot
@@ -107,9 +148,13 @@ class RunContext:
         if log is not None:
             log.extend(times_ms)
 
-    # -- pacing ----------------------------------------------------------
+    # -- pacing ----------------------------------------------------------------
     def keys_for(self, key: str) -> dict[str, str]:
-        return {"device": key, "application": self.fleet.application_id}
+        """The key of every kind a limit may be counted by, for a call aimed at ``key`` (cached)."""
+        keys = self._keys.get(key)
+        if keys is None:
+            keys = self._keys[key] = {"device": key, "application": self.fleet.application_id}
+        return keys
 
     def reserve(self, op: str, key: str, desired: float) -> float:
         return self.ledger.reserve(op, self.keys_for(key), desired)
@@ -117,6 +162,8 @@ class RunContext:
     def try_reserve(self, op: str, key: str, desired: float, latest: float) -> float | None:
         """An open-loop send the limits cannot fit before ``latest`` is dropped and counted, not queued
         (a queue would grow without end when a schedule asks for more than a limit allows)."""
+        if self.off:
+            return desired
         t = self.ledger.try_reserve(op, self.keys_for(key), desired, latest)
         if t is None:
             self.dropped += 1
@@ -137,32 +184,47 @@ class RunContext:
                 return min(class_interval, lim.window / (lim.count * pacing.probe_factor))
         return class_interval
 
-    # -- work units ------------------------------------------------------
-    def claim(self, kind: str) -> tuple[list[Reporter], Any]:
-        unit = self.units[kind].popleft()
-        cls = self.classes[unit.class_name]
-        reporters = []
-        for d in unit.devices:
-            state = make_state_generator(cls.attributes, device_rng(self.scenario.seed, d.name))
-            auth_id = (d.gateway_id if d.kind == "peripheral" else None) or d.id
-            reporters.append(Reporter(d, auth_id, state, cls.batch_size, polls=d.kind != "peripheral"))
-        self.claimed[id(reporters)] = unit
-        return reporters, cls
+    # -- work units --------------------------------------------------------------
+    def claim(self, kind: str) -> list[Unit]:
+        """Units for a starting user: one free unit of its kind, or in a distributed
+        run (fleet user) every unit this worker owns."""
+        if self.owned is not None and kind == "multiplexed":
+            return [u for u in self.units if u.index in self.owned]
+        queue = self.free[kind]
+        return [queue.popleft()] if queue else []
 
-    def release(self, reporters: list[Reporter]) -> None:
-        """Give a stopped user's unit back, so a user started later drives it."""
-        unit = self.claimed.pop(id(reporters), None)
-        if unit is not None:
-            self.units[unit.kind].append(unit)
+    def release(self, units: list[Unit]) -> None:
+        """Give a stopped user's units back, so a user started later drives them."""
+        if self.owned is None:
+            for u in units:
+                self.free[u.kind].append(u)
 
-    def timeline_for(self, reporters: list[Reporter], cls: Any) -> FleetTimeline:
-        """The unit's open-loop timeline on the run's common origin; sends planned before
+    def reporters_for(self, units: list[Unit]) -> list[Reporter]:
+        out = []
+        for u in units:
+            cls = self.classes[u.class_name]
+            interval = self.state_interval(cls.report_interval)
+            for d in u.devices:
+                state = make_state_generator(cls.attributes, device_rng(self.scenario.seed, d.name))
+                auth_id = (d.gateway_id if d.kind == "peripheral" else None) or d.id
+                out.append(Reporter(d, auth_id, state, cls.batch_size, polls=d.kind != "peripheral",
+                                    interval=interval, connection_status=cls.connection_status))
+        return out
+
+    def timeline_for(self, units: list[Unit]) -> FleetTimeline:
+        """The units' open-loop timeline on the run's common origin; sends planned before
         the user existed (it started later in the ramp) are skipped, not sent in a burst."""
-        interval = self.state_interval(cls.report_interval)
-        timeline = FleetTimeline.for_devices(
-            len(reporters), interval, cls.jitter, cls.command_poll_interval, start=self.start,
-            seed=stable_seed(self.fleet.run_tag, cls.name), first=self.position[reporters[0].device.name],
-            of=cls.total_devices, polls=[r.polls for r in reporters])
+        streams = []
+        offset = 0
+        for u in units:
+            cls = self.classes[u.class_name]
+            streams += device_streams(
+                len(u.devices), self.state_interval(cls.report_interval), cls.jitter, cls.command_poll_interval,
+                start=self.start, seed=stable_seed(self.fleet.run_tag, cls.name),
+                first=self.position[u.devices[0].name], of=cls.total_devices,
+                polls=[d.kind != "peripheral" for d in u.devices], offset=offset)
+            offset += len(u.devices)
+        timeline = FleetTimeline(streams)
         timeline.skip_to(time.time())
         return timeline
 

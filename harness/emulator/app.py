@@ -18,10 +18,11 @@ from typing import Any, Callable
 from .auth import Auth
 from .config import EmulatorConfig
 from .errors import ApiError
-from .http import ApiResponse, Request, read_body, send_json
+from .http import ApiResponse, Request, read_body, send_json, send_success
 from .router import Router
 from .store import Store
 from .throttle import Throttle
+from .views import SUCCESS
 
 log = logging.getLogger("harness.emulator")
 _BODY_METHODS = frozenset(("POST", "PATCH", "PUT"))
@@ -98,7 +99,9 @@ class Emulator:
             result = route.handler(self, req)
             if route.is_async:
                 result = await result
-            if isinstance(result, ApiResponse):
+            if result is SUCCESS:
+                await send_success(send)
+            elif isinstance(result, ApiResponse):
                 await send_json(send, result.status, result.payload)
             else:
                 await send_json(send, 200, result)

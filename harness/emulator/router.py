@@ -29,19 +29,29 @@ class Router:
 
     def __init__(self) -> None:
         self._by_len: dict[int, list[Route]] = {}
+        # (segment count, last segment) -> candidates; last segment None = a parameter
+        self._index: dict[tuple[int, str | None], list[Route]] = {}
 
     def add(self, method: str, pattern: str, operation: str, handler: Callable[..., Any]) -> None:
         segs = [s for s in pattern.strip("/").split("/") if s]
         parts = tuple((s.startswith("{"), s.strip("{}")) for s in segs)
+        route = Route(method, pattern, handler, operation, parts, inspect.iscoroutinefunction(handler))
         # literal routes first so ".../devices/command" beats ".../devices/{deviceId}"
         routes = self._by_len.setdefault(len(parts), [])
-        routes.append(Route(method, pattern, handler, operation, parts, inspect.iscoroutinefunction(handler)))
+        routes.append(route)
         routes.sort(key=lambda r: [p[0] for p in r.parts])
+        self._index = {}
+        for n, group in self._by_len.items():
+            for r in group:
+                last = None if not r.parts or r.parts[-1][0] else r.parts[-1][1]
+                self._index.setdefault((n, last), []).append(r)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         segs = path.strip("/").split("/") if path not in ("", "/") else []
         allowed: list[str] = []
-        for route in self._by_len.get(len(segs), ()):
+        n = len(segs)
+        candidates = self._index.get((n, segs[-1]), []) + self._index.get((n, None), []) if segs else self._by_len.get(0, [])
+        for route in candidates:
             params: dict[str, str] = {}
             for (is_param, text), seg in zip(route.parts, segs):
                 if is_param:

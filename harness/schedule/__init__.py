@@ -6,10 +6,10 @@
 
 from harness.schedule.ledger import EPSILON, MODES, Ledger, Mode, Rule, plan_rule
 from harness.schedule.timeline import (
-    Action, DeviceTimeline, Due, FleetTimeline, class_timelines, fleet_streams, spread_phases, stable_seed, unit,
+    Action, DeviceTimeline, Due, FleetTimeline, class_timelines, device_streams, fleet_streams, spread_phases, stable_seed, unit,
 )
 
 __all__ = [
     "EPSILON", "MODES", "Action", "DeviceTimeline", "Due", "FleetTimeline", "Ledger", "Mode", "Rule",
-    "class_timelines", "fleet_streams", "plan_rule", "spread_phases", "stable_seed", "unit",
+    "class_timelines", "device_streams", "fleet_streams", "plan_rule", "spread_phases", "stable_seed", "unit",
 ]

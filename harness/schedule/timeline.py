@@ -177,17 +177,8 @@ class FleetTimeline:
         ``polls[i]`` says whether device i polls commands (default: all do, when
         ``poll_interval`` is set). ``start`` is when the user starts (its clock, e.g. time.time()).
         """
-        total = n if of is None else of
-        streams: list[tuple[int, Action, DeviceTimeline]] = []
-        for i in range(n):
-            g = first + i
-            streams.append((i, "state", DeviceTimeline(start, interval, phase_of(g, total, interval, seed),
-                                                       jitter, stable_seed(seed, "state", g))))
-            if poll_interval is not None and (polls is None or polls[i]):
-                phase = phase_of(g, total, poll_interval, seed ^ 0x5A5A)
-                streams.append((i, "poll_commands", DeviceTimeline(start, poll_interval, phase, jitter,
-                                                                   stable_seed(seed, "poll", g))))
-        return cls(streams, until)
+        return cls(device_streams(n, interval, jitter, poll_interval, start=start, seed=seed, first=first,
+                                  of=of, polls=polls), until)
 
     def __len__(self) -> int:
         """Streams with sends still ahead."""
@@ -230,6 +221,24 @@ class FleetTimeline:
 
 
 _ACTION_ORDER: dict[str, int] = {"state": 0, "poll_commands": 1}
+
+
+def device_streams(n: int, interval: float, jitter: float, poll_interval: float | None = None, *,
+                   start: float, seed: int = 0, first: int = 0, of: int | None = None,
+                   polls: Sequence[bool] | None = None, offset: int = 0) -> list[tuple[int, Action, DeviceTimeline]]:
+    """The streams of ``FleetTimeline.for_devices``, with device indexes starting at ``offset``,
+    so the slices of several classes (a Locust worker's share of the fleet) merge into one timeline."""
+    total = n if of is None else of
+    streams: list[tuple[int, Action, DeviceTimeline]] = []
+    for i in range(n):
+        g = first + i
+        streams.append((offset + i, "state", DeviceTimeline(start, interval, phase_of(g, total, interval, seed),
+                                                            jitter, stable_seed(seed, "state", g))))
+        if poll_interval is not None and (polls is None or polls[i]):
+            phase = phase_of(g, total, poll_interval, seed ^ 0x5A5A)
+            streams.append((offset + i, "poll_commands", DeviceTimeline(start, poll_interval, phase, jitter,
+                                                                        stable_seed(seed, "poll", g))))
+    return streams
 
 
 def class_timelines(device_class: DeviceClass, start: float, seed: int,

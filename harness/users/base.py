@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from locust import FastHttpUser
 
+from harness.record import classify
+
 if TYPE_CHECKING:
     from harness.session import RunContext
 
@@ -35,35 +37,47 @@ class LosantUser(FastHttpUser):
     def ctx(self) -> RunContext:
         return self.environment.losant  # type: ignore[attr-defined]
 
+    def headers_for(self, token: str | None) -> dict[str, str]:
+        """One header dict per token, built once: the hot path does not copy headers per request."""
+        cache = self.__dict__.setdefault("_headers", {})
+        headers = cache.get(token)
+        if headers is None:
+            headers = dict(JSON_HEADERS)
+            if token:
+                headers["Authorization"] = "Bearer " + token
+            cache[token] = headers
+        return headers
+
     def call(self, op: str, method: str, path: str, token: str | None, key: str,
-             planned: float | None = None, body: Any = None) -> tuple[int, Any]:
+             planned: float | None = None, body: Any = None, parse: bool = True) -> tuple[int, Any]:
         """Send one request, record its sample, and return (status, parsed JSON or None).
 
         ``planned`` is the send time the schedule asked for; without it the request
         is closed-loop (an operator acting after think time) and planned = sent.
+        ``parse=False`` skips decoding an answer nobody reads (a state send's).
         """
-        headers = dict(JSON_HEADERS)
-        if token:
-            headers["Authorization"] = "Bearer " + token
         data = orjson.dumps(body) if body is not None else None
+        headers = self.headers_for(token)
         sent = time.time()
         t0 = time.perf_counter()
         resp = self.client.request(method, path, name=op, data=data, headers=headers)
         latency = time.perf_counter() - t0
         status = resp.status_code or 0
         content = resp.content if status else b""
-        self.ctx.record(op, key, sent if planned is None else planned, sent, latency, status,
-                        len(content or b""), getattr(resp, "error", None))
-        parsed = None
-        if content:
-            try:
-                parsed = orjson.loads(content)
-            except orjson.JSONDecodeError:
-                parsed = None
+        ctx = self.ctx
+        rec = ctx.recorder
+        error = 0 if 200 <= status < 400 else classify(status, getattr(resp, "error", None))
+        rec.record(rec.op_code(op), rec.key_code(key), sent if planned is None else planned, sent, latency, status,
+                   len(content) if content else 0, error)
         if status == 429:
             retry = resp.headers.get("retry-after") if resp.headers else None
-            self.ctx.throttled(op, key, time.time(), float(retry) if retry else None)
-        return status, parsed
+            ctx.throttled(op, key, time.time(), _seconds(retry))
+        if not (parse and content):
+            return status, None
+        try:
+            return status, orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return status, None
 
     def authenticate_device(self, device_id: str) -> str | None:
         """Device token for ``device_id`` via the run's access key, or None when refused."""
@@ -72,4 +86,12 @@ class LosantUser(FastHttpUser):
             "deviceId": device_id, "key": fleet.access_key, "secret": str(fleet.access_secret)})
         if status == 200 and isinstance(body, dict):
             return body.get("token")
+        return None
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used by Losant; it counts as absent)."""
+    try:
+        return float(retry_after) if retry_after else None
+    except ValueError:
         return None

@@ -28,37 +28,43 @@ class Reporter:
     auth_id: str  # the device that authenticates: itself, or its gateway
     state: Callable[[], dict[str, Any]]  # the next state's data
     batch_size: int
-    polls: bool  # polls its commands (peripherals do not connect themselves)
-    token: str | None = None
-    sent_states: int = field(default=0)
+    polls: bool  # connects itself: polls commands, sets its connection status (peripherals do not)
+    interval: float = 1.0  # seconds between its state reports (a send that cannot go within one is dropped)
+    connection_status: bool = False
+    paths: dict[str, str] = field(default_factory=dict)  # request paths, built once
 
 
 class ReportingUser(LosantUser):
-    """Drives ``self.reporters`` on the class's timeline; subclasses choose which devices."""
+    """Drives its claimed units on their timeline; subclasses choose which units."""
 
     abstract = True
     pool_size = 1
+    claim_kind = "standalone"
 
     def on_start(self) -> None:
-        self.reporters, self.class_cfg = self.ctx.claim(self.claim_kind)
         self.tokens: dict[str, str | None] = {}
-        if self.class_cfg.connection_status:
-            for r in self.reporters:
-                if r.polls:
-                    self.set_connection(r, "connected")
+        self.claim()
+        self.announce("connected")
 
     def on_stop(self) -> None:
-        if getattr(self, "class_cfg", None) is None:
+        if getattr(self, "units", None) is None:
             return
         try:
-            if self.class_cfg.connection_status:
-                for r in self.reporters:
-                    if r.polls:
-                        self.set_connection(r, "disconnected")
+            self.announce("disconnected")
         finally:
-            self.ctx.release(self.reporters)
+            self.ctx.release(self.units)
 
-    claim_kind = "standalone"
+    def claim(self) -> None:
+        ctx = self.ctx
+        self.version = ctx.owner_version
+        self.units = ctx.claim(self.claim_kind)
+        self.reporters = ctx.reporters_for(self.units)
+
+    def announce(self, status: str) -> None:
+        """Set the connection status of the devices that connect themselves, when the class asks for it."""
+        for r in self.reporters:
+            if r.polls and r.connection_status:
+                self.set_connection(r, status)
 
     def token_for(self, r: Reporter, refresh: bool = False) -> str | None:
         if refresh or r.auth_id not in self.tokens:
@@ -74,8 +80,11 @@ class ReportingUser(LosantUser):
             gevent.sleep(delay)
 
     def _send(self, r: Reporter, op: str, method: str, suffix: str, planned: float, body: Any = None) -> int:
-        token = self.token_for(r)
-        status, _ = self.call(op, method, self.app_path(r.device.id, suffix), token, r.device.id, planned, body)
+        token = self.tokens.get(r.auth_id) if r.auth_id in self.tokens else self.token_for(r)
+        path = r.paths.get(suffix)
+        if path is None:
+            path = r.paths[suffix] = self.app_path(r.device.id, suffix)
+        status, _ = self.call(op, method, path, token, r.device.id, planned, body, parse=False)
         if status == 401:
             self.token_for(r, refresh=True)
         return status
@@ -99,31 +108,35 @@ class ReportingUser(LosantUser):
 
     def act(self, r: Reporter, action: str, planned: float) -> None:
         op = "device.sendState" if action == "state" else "device.getCommand"
-        slot = self.ctx.try_reserve(op, r.device.id, planned, planned + self.slack)
+        slot = self.ctx.try_reserve(op, r.device.id, planned, planned + r.interval)
         if slot is None:
             return
-        planned = slot
-        self.wait_until(planned)
+        self.wait_until(slot)
         if action == "state":
-            self.send_state(r, planned)
+            self.send_state(r, slot)
         else:
-            self.poll_commands(r, planned)
+            self.poll_commands(r, slot)
 
     @task
     def drive(self) -> None:
-        timeline = self.ctx.timeline_for(self.reporters, self.class_cfg)
-        self.slack = self.ctx.state_interval(self.class_cfg.report_interval)
-        pool = Pool(self.pool_size)
-        while True:
+        ctx = self.ctx
+        timeline = ctx.timeline_for(self.units)
+        pool = Pool(self.pool_size) if self.pool_size > 1 else None
+        reporters = self.reporters
+        while ctx.owner_version == self.version:
             nxt = timeline.next_time()
             if nxt is None:
-                return
-            self.wait_until(nxt)
+                gevent.sleep(1.0)  # nothing to drive (no unit claimed): idle, but notice new ownership
+                continue
+            self.wait_until(min(nxt, time.time() + 1.0))
             for planned, index, action in timeline.pop_due(time.time()):
-                if self.pool_size == 1:
-                    self.act(self.reporters[index], action, planned)
+                if pool is None:
+                    self.act(reporters[index], action, planned)
                 else:
-                    pool.spawn(self.act, self.reporters[index], action, planned)
+                    pool.spawn(self.act, reporters[index], action, planned)
+        if pool is not None:
+            pool.join()
+        self.claim()  # ownership changed (a worker joined or left): drive the new share
 
 
 class DeviceUser(ReportingUser):

@@ -97,7 +97,10 @@ class OperatorUser(LosantUser):
         self.op("device.getState", "GET", f"{self.app}/devices/{device}/state?limit={limit}", device)
 
     def do_send_command(self, spec: Any) -> None:
-        device = self.pick_device()
+        targets = self.ctx.command_targets()
+        if not targets:
+            return
+        device = self.rng.choice(targets).id
         planned = self.ctx.reserve("device.sendCommand", device, time.time())
         delay = planned - time.time()
         if delay > 0:

@@ -94,7 +94,7 @@ PATHS = [
     ("GET", "/applications/{a}/devices"), ("GET", "/applications/{a}/events"), ("GET", "/applications/{a}/devices/{d}/state"),
     ("GET", "/applications/{a}/devices/compositeState"), ("GET", "/applications/{a}/keys"),
 ]
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
                         st.sampled_from(["data", "time", "name", "deviceIds", "query", "start", "end", "aggregation",
                                          "$and", "level", "subject", "tags", "key", "status", "x"]), inner, max_size=4),
