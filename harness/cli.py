@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a scenario (headless, or in the Locust web UI)",
                          description="Run a scenario against the embedded emulator (default) or a live tenant, "
                                      "write reports/<run-id>/ and exit with the verdict.")
-    run.add_argument("scenario", help="scenario YAML file, e.g. scenarios/smoke.yaml")
+    run.add_argument("scenario", nargs="?", help="scenario YAML file, e.g. scenarios/smoke.yaml (not needed with --worker)")
     run.add_argument("--headless", action="store_true", help="no web UI: run for the duration, print progress and the verdict")
     run.add_argument("--users", type=int, help="rescale the fleet to N device users (standalone devices + gateways), keeping the class mix")
     run.add_argument("--duration", type=_duration, help="override the scenario's duration, e.g. 30s, 5m")
@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-exceeding-live-limits", action="store_true",
                      help="accept probe mode or rates above documented limits against a live tenant")
     run.add_argument("--baseline", help="a previous run folder: the report compares against it and a regression fails the run")
+    dist = run.add_argument_group("distributed runs (Locust master and workers)")
+    dist.add_argument("--workers", type=int, metavar="N",
+                      help="start a master and N local worker processes (one per core is sensible)")
+    dist.add_argument("--master", action="store_true", help="be the master for workers on other machines")
+    dist.add_argument("--expect-workers", type=int, default=1, metavar="N",
+                      help="with --master: wait for N workers before starting (default: %(default)s)")
+    dist.add_argument("--worker", action="store_true", help="be a worker of a master elsewhere (see --master-host)")
+    dist.add_argument("--master-host", default="127.0.0.1", help="with --worker: the master's address (default: %(default)s)")
     run.add_argument("--no-record", action="store_true", help=argparse.SUPPRESS)  # benchmarks: the recorder's cost
     run.add_argument("--web-port", type=int, default=8089, help="Locust web UI port (default: %(default)s)")
 
@@ -66,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.scenario import load_scenario
 
+    if args.worker:  # the master sends the scenario, the fleet and the limits
+        return _run_locust(["locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", args.master_host,
+                            "--loglevel", "WARNING"])
+    if not args.scenario:
+        raise ConfigError("run: a scenario file is required, e.g. losant-load run scenarios/smoke.yaml --headless")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: expected 1 or more worker processes")
     scenario = load_scenario(Path(args.scenario))  # refuse a malformed scenario before anything starts
     duration = args.duration or scenario.duration
     argv = ["locust", "-f", str(LOCUSTFILE), "--scenario", args.scenario, "--reports-dir", args.reports_dir]
@@ -73,6 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--target-url", args.target_url]
     if args.limits:
         argv += ["--limits", args.limits]
+    if args.workers:
+        argv += ["--processes", str(args.workers)]
+    elif args.master:
+        argv += ["--master", "--expect-workers", str(args.expect_workers)]
     if args.baseline:
         argv += ["--baseline", args.baseline]
     for flag in ("teardown", "yes", "allow_exceeding_live_limits", "no_record"):

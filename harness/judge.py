@@ -51,6 +51,7 @@ def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = 
         "started": meta.get("started"),
         "ended": meta.get("ended"),
         "dropped_sends": meta.get("dropped_sends"),
+        "workers": meta.get("workers"),
         "harness_version": __version__,
         "pacing": scenario.get("pacing"),
     }

@@ -19,6 +19,7 @@ from typing import Any
 
 from locust import events
 
+from harness import distributed
 from harness.console import format_summary
 from harness.errors import ConfigError, HarnessError
 from harness.rundir import finish_run, make_run_id, new_run_dir, write_run_info
@@ -37,6 +38,7 @@ class Prepared:
     fleet: Any = None
     limits: Any = None
     exit_code: int | None = None
+    master: Any = None
     summary_text: str = ""
     run_dirs: list[Path] = []
 
@@ -99,20 +101,36 @@ def _load(options: Any) -> None:
                             operator_token=scenario.operators.count > 0)
 
 
+def _workers(options: Any) -> int:
+    """Expected workers in a distributed run (0 for a single process)."""
+    return int(getattr(options, "expect_workers", 1) or 1) if getattr(options, "master", False) else 0
+
+
+def _configure_classes(scenario: Any, counts: dict[str, int]) -> None:
+    """Pool size and think time come from the scenario (workers do this on the master's setup)."""
+    from harness import users
+
+    if counts.get("multiplexed"):
+        users.CLASSES["multiplexed"].concurrency = max(10, int(scenario.fleet.connections))
+    if scenario.operators.count:
+        users.CLASSES["operator"].wait_time = _between(scenario.operators.think_min, scenario.operators.think_max)
+
+
 def _size_user_classes(environment: Any) -> None:
     from harness import users
 
-    counts = user_counts(state.scenario)
+    workers = _workers(environment.parsed_options)
+    counts = user_counts(state.scenario, workers)
+    _configure_classes(state.scenario, counts)
     chosen = []
     for kind, cls in users.CLASSES.items():
         cls.fixed_count = counts.get(kind, 0)
         if cls.fixed_count:
             chosen.append(cls)
-    if counts.get("multiplexed"):
-        users.CLASSES["multiplexed"].concurrency = max(10, int(state.scenario.fleet.connections))
-    if counts.get("operator"):
-        ops = state.scenario.operators
-        users.CLASSES["operator"].wait_time = _between(ops.think_min, ops.think_max)
+    if workers and counts["operator"]:
+        # Locust dispatches fixed users first, round robin over workers: with only the fleet
+        # users fixed, each worker gets exactly one; operators fill the remaining places.
+        users.CLASSES["operator"].fixed_count = 0
     environment.user_classes[:] = chosen
     environment.host = state.target.url
     opts = environment.parsed_options
@@ -131,9 +149,13 @@ def _between(lo: float, hi: float) -> Any:
 
 
 @events.init.add_listener
-def on_init(environment: Any, **_: Any) -> None:
+def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
+    _ENV["env"] = environment
     if getattr(environment.parsed_options, "worker", False):
+        _register_worker(environment, runner)
         return
+    if getattr(environment.parsed_options, "master", False):
+        runner.register_message(distributed.FINAL, lambda environment, msg, **kw: _master_ingest(msg.data))
     try:
         _load(environment.parsed_options)
         _size_user_classes(environment)
@@ -155,8 +177,48 @@ def _live_snapshot(environment: Any) -> dict[str, Any]:
     return ctx.live_snapshot() if ctx is not None else {"limits": [], "corrected_p99_ms": {}, "throttled_total": 0}
 
 
+def _master_ingest(data: Any) -> None:
+    if state.master is not None:
+        state.master.ingest(data)
+
+
+@events.worker_report.add_listener
+def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    _master_ingest(data.get("losant"))
+
+
+def _register_worker(environment: Any, runner: Any) -> None:
+    """A worker gets its context from the master's setup message, not from files."""
+
+    def on_setup(environment: Any, msg: Any, **_: Any) -> None:
+        ctx = distributed.worker_context(msg.data, runner.client_id)
+        _configure_classes(ctx.scenario, user_counts(ctx.scenario, len(msg.data["workers"])))
+        environment.host = ctx.fleet.base_url
+        environment.losant = ctx
+
+    def on_owners(environment: Any, msg: Any, **_: Any) -> None:
+        ctx = getattr(environment, "losant", None)
+        if ctx is not None:
+            distributed.apply_owners(ctx, runner.client_id, msg.data)
+
+    runner.register_message(distributed.SETUP, on_setup)
+    runner.register_message(distributed.OWNERS, on_owners)
+    runner.register_message(distributed.STOP, lambda environment, msg, **kw: environment.runner.stop())
+
+
+@events.report_to_master.add_listener
+def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    ctx = getattr(_ENV.get("env"), "losant", None)
+    if ctx is not None and ctx.run_dir is None and ctx.owned is not None:
+        data["losant"] = distributed.worker_payload(ctx, ctx.sent_counters)
+
+
+_ENV: dict[str, Any] = {}
+
+
 @events.test_start.add_listener
 def on_test_start(environment: Any, **_: Any) -> None:
+    _ENV["env"] = environment
     if state.fleet is None:
         return
     opts = environment.parsed_options
@@ -166,6 +228,9 @@ def on_test_start(environment: Any, **_: Any) -> None:
     ctx = RunContext(state.scenario, state.fleet, state.target.login, state.limits, run_dir,
                      record=not opts.no_record)
     environment.losant = ctx
+    if getattr(opts, "master", False):
+        state.master = distributed.Master(environment, ctx)
+        state.master.start()
     if getattr(opts, "headless", False):
         import gevent
 
@@ -179,6 +244,13 @@ def on_test_stop(environment: Any, **_: Any) -> None:
     ctx = getattr(environment, "losant", None)
     if ctx is None:
         return
+    if ctx.run_dir is None:  # a worker: what is left goes to the master before it judges
+        environment.runner.send_message(distributed.FINAL, distributed.worker_payload(
+            ctx, ctx.sent_counters, environment.runner.client_id, final=True))
+        return
+    if state.master is not None:
+        state.master.stop()
+        ctx.worker_events = state.master.events
     if getattr(ctx, "progress", None) is not None:
         ctx.progress.kill(block=False)
     try:

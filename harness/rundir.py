@@ -73,6 +73,9 @@ def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = 
     info_path = run_dir / "run.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     info.update(ended=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), dropped_sends=ctx.dropped)
+    if getattr(ctx, "worker_events", None):
+        info["workers"] = [{**e, "at": datetime.fromtimestamp(e["at"], timezone.utc).isoformat(timespec="milliseconds")}
+                           for e in ctx.worker_events]
     info_path.write_text(json.dumps(info, indent=1), encoding="utf-8")
     write_locust_stats(environment, run_dir)
     (run_dir / "fleet.json").write_text(json.dumps(ctx.fleet.public(), indent=2), encoding="utf-8")

@@ -75,7 +75,8 @@ def plan_units(scenario: Scenario, fleet: Fleet) -> list[Unit]:
             for i in range(0, len(flat), DEVICES_PER_FLEET_USER):
                 units.append(Unit(len(units), "multiplexed", cls.name, tuple(flat[i:i + DEVICES_PER_FLEET_USER])))
         else:
-            units.extend(Unit(len(units) + i, d.kind, cls.name, tuple(group)) for i, (d, group) in enumerate(groups))
+            base = len(units)
+            units.extend([Unit(base + i, d.kind, cls.name, tuple(group)) for i, (d, group) in enumerate(groups)])
     return units
 
 
