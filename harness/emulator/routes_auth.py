@@ -6,7 +6,7 @@ import hmac
 from typing import TYPE_CHECKING, Any
 
 from .auth import check_scopes_request, key_allows, secret_matches
-from .errors import unauthorized, validation
+from .errors import unauthorized
 from .scopes import DEVICE_SCOPES
 from .validation import validate
 
@@ -63,5 +63,3 @@ def register(emu: Emulator) -> None:
     emu.route("POST", "/auth/user", "auth.authenticateUser", auth_user, public=True)
     emu.route("POST", "/auth/device", "auth.authenticateDevice", auth_device, public=True)
 
-
-__all__ = ["register", "validation"]

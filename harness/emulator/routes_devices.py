@@ -8,7 +8,7 @@ from .errors import validation
 from .http import ApiResponse
 from .query import compile_query, tag_filter_matches
 from .validation import validate
-from .views import SUCCESS, device_view, new_id, page, public
+from .views import SUCCESS, device_view, new_id, page
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -145,5 +145,3 @@ def register(emu: Emulator) -> None:
     emu.route("POST", base + "/command", "devices.sendCommand", send_command)
     emu.route("GET", base + "/compositeState", "devices.getCompositeState", composite_state)
 
-
-__all__ = ["public"]

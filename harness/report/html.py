@@ -16,7 +16,7 @@ import numpy as np
 from harness import __version__
 from harness.report import charts, tables
 from harness.report.figures import Figures, busiest_keys
-from harness.report.rundata import RunData, utc
+from harness.report.rundata import RunData, _find, utc
 from harness.report.tables import esc
 
 LATENESS_SATURATED_S = 0.050
@@ -95,13 +95,29 @@ def header(run: RunData, fig: Figures, saturated: list[str]) -> str:
         ("response p99", f"{tables.ms(fig.total.response['p99'])} ms"),
         ("errors / 429s", f"{fig.total.errors:,} / {fig.total.throttled:,}"), ("harness", f"losant-load {__version__}"),
     ])
-    warn = ""
+    warn = _workers(run)
     if saturated:
         warn = ('<div class="alert fail" id="saturated"><b>Generator saturated: latency figures are suspect.</b> '
                 + esc("; ".join(saturated)) + "</div>")
     return (f'<section id="verdict"><div><span class="verdict {cls}" id="verdict-word">{word}</span>'
             f'<span class="muted">{len(run.verdicts)} criteria</span></div>{warn}{meta}'
             f'<h3>Criteria</h3>{tables.criteria(run.verdicts)}</section>')
+
+
+def _workers(run: RunData) -> str:
+    """A distributed run's worker changes: who left (and when) is part of reading its figures."""
+    events = [e for e in (_find(run.summary, "scenario.workers") or []) if isinstance(e, dict)]
+    if not events:
+        return ""
+    joined = sum(1 for e in events if e.get("event") == "joined")
+    left = [e for e in events if e.get("event") == "left"]
+    text = f"Distributed over {joined} Locust worker{'s' if joined != 1 else ''}."
+    cls = "ok"
+    if left:
+        cls = "fail"
+        text += " " + "; ".join(f"Worker {e.get('worker')} left at {e.get('at')}: its devices moved to the others"
+                                for e in left) + ". Samples it sent before leaving are kept."
+    return f'<div class="alert {cls}" id="workers">{esc(text)}</div>'
 
 
 def _limit_reports(run: RunData, fig: Figures) -> list[dict[str, Any]]:
