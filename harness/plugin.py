@@ -111,7 +111,13 @@ def _configure_classes(scenario: Any, counts: dict[str, int]) -> None:
     from harness import users
 
     if counts.get("multiplexed"):
-        users.CLASSES["multiplexed"].concurrency = max(10, int(scenario.fleet.connections))
+        from geventhttpclient.client import HTTPClientPool
+
+        # one pool for every fleet user of the process: tens of thousands of devices share
+        # ``fleet.connections`` sockets instead of opening one each
+        connections = max(1, int(scenario.fleet.connections))
+        users.CLASSES["multiplexed"].concurrency = connections
+        users.CLASSES["multiplexed"].client_pool = HTTPClientPool(concurrency=connections)
     if scenario.operators.count:
         users.CLASSES["operator"].wait_time = _between(scenario.operators.think_min, scenario.operators.think_max)
 

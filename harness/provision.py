@@ -129,10 +129,17 @@ class Progress:
     def __init__(self, label: str, total: int, stream: Any = None) -> None:
         self.label, self.total, self.done = label, total, 0
         self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last = 0.0
 
     def step(self, n: int = 1) -> None:
         self.done += n
+        if not self.tty:  # a log file gets a line per tenth, not a redrawn bar
+            tenth = self.total // 10 or 1
+            if self.done == self.total or (self.done // tenth) != ((self.done - n) // tenth):
+                self.stream.write(f"{self.label}: {self.done}/{self.total}\n")
+                self.stream.flush()
+            return
         now = time.monotonic()
         if now - self._last > 0.2 or self.done == self.total:
             self._last = now
