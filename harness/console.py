@@ -46,8 +46,10 @@ def _fmt(value: Any) -> str:
 
 def format_summary(summary: dict[str, Any], run_dir: Path | str) -> str:
     """The end-of-run verdict: one line per criterion with its measured value, then where the files are."""
-    lines = ["", f"losant-load: {summary.get('scenario', {}).get('name', '?')} - "
-             f"{'PASSED' if summary.get('passed') else 'FAILED'}"]
+    word = "PASSED" if summary.get("passed") else "FAILED"
+    if summary.get("complete") is False:
+        word = f"INCOMPLETE ({summary.get('incomplete_reason', 'interrupted')})"
+    lines = ["", f"losant-load: {summary.get('scenario', {}).get('name', '?')} - {word}"]
     overall = summary.get("overall", {})
     if overall:
         rt = overall.get("response_time_ms", {})

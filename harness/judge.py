@@ -57,7 +57,13 @@ def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = 
     }
     samples = read_samples(run_dir)
     pacing = (scenario.get("pacing") or {}).get("throttle", "respect")
-    return build_summary(samples, limits, info, criteria, _read_json(run_dir / "integrity.json"), pacing_mode=pacing)
+    summary = build_summary(samples, limits, info, criteria, _read_json(run_dir / "integrity.json"), pacing_mode=pacing)
+    if meta.get("incomplete"):
+        # an interrupted run never passes: its figures cover only part of the plan
+        summary.update(complete=False, incomplete_reason=meta["incomplete"], passed=False)
+    else:
+        summary["complete"] = True
+    return summary
 
 
 def rejudge(run_dir: Path, criteria_file: Path | None = None) -> dict[str, Any]:

@@ -264,6 +264,8 @@ def on_test_stop(environment: Any, **_: Any) -> None:
         summary = finish_run(environment, ctx, state.target, baseline)
         regression = (summary.get("comparison") or {}).get("verdict") == "regression"
         code = 0 if summary.get("passed") and not regression else 1
+        if summary.get("complete") is False:
+            code = 2
         state.summary_text = format_summary(summary, ctx.run_dir)
         if not getattr(environment.parsed_options, "headless", False):
             print(state.summary_text, file=sys.stderr)
@@ -279,6 +281,13 @@ def on_test_stop(environment: Any, **_: Any) -> None:
 def on_quitting(environment: Any, **_: Any) -> None:
     from harness.provision import release_access, teardown
 
+    runner = environment.runner
+    ctx = getattr(environment, "losant", None)
+    if ctx is not None and runner is not None and runner.state in ("spawning", "running"):
+        # Ctrl-C or SIGTERM mid-run: stop the users and judge what was gathered, marked incomplete,
+        # while the target is still up for the read-back
+        ctx.incomplete = "interrupted before the planned end (SIGINT or SIGTERM)"
+        runner.stop()
     try:
         if state.fleet is not None:
             release_access(state.fleet)
@@ -297,5 +306,6 @@ def on_quitting(environment: Any, **_: Any) -> None:
 @events.quit.add_listener
 def on_quit(exit_code: int, **_: Any) -> None:
     """Headless: the verdict goes last, after Locust's own tables."""
-    if state.summary_text and state.fleet is not None:
+    if state.summary_text and state.fleet is not None and getattr(_ENV.get("env"), "parsed_options", None) is not None \
+            and _ENV["env"].parsed_options.headless:
         print(state.summary_text, file=sys.stderr)

@@ -72,7 +72,8 @@ def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = 
         return {"passed": True, "note": "--no-record: no samples were kept, nothing was judged"}
     info_path = run_dir / "run.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
-    info.update(ended=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), dropped_sends=ctx.dropped)
+    info.update(ended=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), dropped_sends=ctx.dropped,
+                incomplete=getattr(ctx, "incomplete", None))
     if getattr(ctx, "worker_events", None):
         info["workers"] = [{**e, "at": datetime.fromtimestamp(e["at"], timezone.utc).isoformat(timespec="milliseconds")}
                            for e in ctx.worker_events]

@@ -96,6 +96,11 @@ def header(run: RunData, fig: Figures, saturated: list[str]) -> str:
         ("errors / 429s", f"{fig.total.errors:,} / {fig.total.throttled:,}"), ("harness", f"losant-load {__version__}"),
     ])
     warn = _workers(run)
+    if run.summary.get("complete") is False:
+        cls, word = "fail", "INCOMPLETE"
+        warn = (f'<div class="alert fail" id="incomplete"><b>Incomplete run:</b> '
+                f'{esc(str(run.summary.get("incomplete_reason", "interrupted")))}. The figures cover only what was '
+                f'gathered before it stopped.</div>') + warn
     if saturated:
         warn = ('<div class="alert fail" id="saturated"><b>Generator saturated: latency figures are suspect.</b> '
                 + esc("; ".join(saturated)) + "</div>")
