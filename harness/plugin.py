@@ -87,6 +87,10 @@ def _load(options: Any) -> None:
     state.scenario, state.scenario_path = scenario, path
     limits_file = options.limits or (scenario.target.limits if scenario.target.kind == "emulator" else None)
     state.limits = load_limits(limits_file)
+    from harness.safety import pacing_warnings
+
+    for warning in pacing_warnings(scenario, state.limits):
+        print(f"losant-load: note: {warning}", file=sys.stderr)
     if scenario.target.kind == "live":
         from harness.safety import check_live_run, plan_budget
 

@@ -106,3 +106,25 @@ def check_live_run(budget: Budget, allow_risk: bool, assume_yes: bool, interacti
     answer = ask(f"{budget.describe()}\nProceed against the live tenant? [y/N] ")
     if str(answer).strip().lower() not in ("y", "yes"):
         raise ConfigError("live run not confirmed; nothing was sent")
+
+
+def pacing_warnings(scenario: Any, limits: LimitsTable) -> list[str]:
+    """Classes whose report interval asks for more than ``respect`` mode will send.
+
+    Not an error (a scenario may ask for the most a device may send), but the person
+    should know the excess is dropped and counted rather than sent.
+    """
+    if scenario.pacing.throttle != "respect":
+        return []
+    out = []
+    for cls in scenario.fleet.classes:
+        for lim in limits.for_operation("device.sendState"):
+            if lim.kind != "rate" or not lim.window:
+                continue
+            allowed = lim.count / lim.window * (1 - scenario.pacing.margin)
+            asked = 1.0 / cls.report_interval
+            if asked > allowed:
+                out.append(f"fleet.classes[{cls.name}].report_interval asks for {asked:.3g} states/s per device; "
+                           f"respect mode sends at most {allowed:.3g}/s ({lim.name}: {lim.count} per {lim.window:g} s "
+                           f"less the {scenario.pacing.margin:.1%} margin) and counts the rest as dropped")
+    return out

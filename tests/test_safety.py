@@ -58,3 +58,13 @@ def test_headless_needs_yes_and_interactive_asks() -> None:
     assert "payloads" in asked[0]
     with pytest.raises(ConfigError, match="not confirmed"):
         check_live_run(budget, False, False, True, ask=lambda q: "n")
+
+
+def test_respect_mode_warns_when_a_class_asks_for_more_than_the_limit() -> None:
+    from harness.safety import pacing_warnings
+
+    fast = parse_scenario(dict(BASE, target={"kind": "emulator"},
+                               fleet={"classes": [{"name": "s", "count": 1, "report_interval": "250ms"}]}), "t.yaml")
+    (warning,) = pacing_warnings(fast, LimitsTable())
+    assert "4 states/s" in warning and "dropped" in warning
+    assert pacing_warnings(scenario(), LimitsTable()) == []

@@ -42,6 +42,7 @@ class Emulator:
         self.unexpected_errors = 0
         self._drop_credit = 0.0
         self._public: set[str] = set()
+        self._delay_s = config.test_delay_ms / 1000
         from . import routes  # noqa: PLC0415 - routes import app types
 
         routes.register(self)
@@ -85,8 +86,8 @@ class Emulator:
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         route_name = "?"
         try:
-            if self.config.test_delay_ms:
-                await asyncio.sleep(self.config.test_delay_ms / 1000)
+            if self._delay_s:
+                await asyncio.sleep(self._delay_s)
             method = scope["method"]
             route, params = self.router.match(method, scope["path"])
             route_name = route.pattern

@@ -101,17 +101,21 @@ def rows_for(device: dict[str, Any], states: list[dict[str, Any]], now_ms: int) 
     device_id = device["id"]
     for state in states:
         raw_time = state.get("time")
-        t = now_ms if raw_time is None else parse_input_time(raw_time, now_ms)
-        if t is None:
+        if raw_time is None:
             t = now_ms
-        if t < now_ms - MAX_AGE_MS or t > now_ms + MAX_AHEAD_MS:
-            continue
+        else:
+            t = parse_input_time(raw_time, now_ms)
+            if t is None:
+                t = now_ms
+            elif t < now_ms - MAX_AGE_MS or t > now_ms + MAX_AHEAD_MS:
+                continue
         data = {}
         for name, value in state["data"].items():
             dtype = types.get(name)
             if dtype is None:
                 continue
-            if (dtype == "number" and type(value) in (int, float)) or (dtype == "string" and type(value) is str and len(value) <= MAX_STRING):
+            kind = type(value)
+            if (dtype == "number" and (kind is int or kind is float)) or (dtype == "string" and kind is str and len(value) <= MAX_STRING):
                 data[name] = value
             else:
                 converted = coerce(value, dtype)

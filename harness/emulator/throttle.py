@@ -140,6 +140,20 @@ class Throttle:
         if not limits:
             return
         now = self.clock()
+        if len(limits) == 1:  # the common case (send state): no bookkeeping list
+            limit = limits[0]
+            value = keys.get(limit.key)
+            if value is not None:
+                state = self._state.get((limit.name, value))
+                if state is None:
+                    state = _Jobs(self.job_seconds) if limit.kind == "concurrency" else self._model()
+                    self._state[(limit.name, value)] = state
+                if not state.admits(limit, now):  # type: ignore[attr-defined]
+                    raise throttled()
+                state.charge(limit, now)  # type: ignore[attr-defined]
+                if len(self._state) > self._sweep_at:
+                    self.sweep()
+            return
         picked = []
         for limit in limits:
             value = keys.get(limit.key)
