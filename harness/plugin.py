@@ -39,6 +39,7 @@ class Prepared:
     limits: Any = None
     exit_code: int | None = None
     master: Any = None
+    prepared_key: tuple[Any, ...] = ()
     summary_text: str = ""
     run_dirs: list[Path] = []
 
@@ -103,6 +104,7 @@ def _load(options: Any) -> None:
     state.fleet = provision(state.target.url, state.target.login, scenario.run_tag, run_id,
                             plan_devices(scenario), application_id=state.target.application_id,
                             operator_token=scenario.operators.count > 0)
+    state.prepared_key = _prepared_key(options)
 
 
 def _workers(options: Any) -> int:
@@ -124,6 +126,20 @@ def _configure_classes(scenario: Any, counts: dict[str, int]) -> None:
         users.CLASSES["multiplexed"].client_pool = HTTPClientPool(concurrency=connections)
     if scenario.operators.count:
         users.CLASSES["operator"].wait_time = _between(scenario.operators.think_min, scenario.operators.think_max)
+
+
+def _prepared_key(options: Any) -> tuple[Any, ...]:
+    return (options.scenario, options.target_url, options.limits)
+
+
+def _switch(environment: Any) -> None:
+    from harness.provision import release_access
+
+    release_access(state.fleet)
+    state.target.stop()
+    state.fleet = state.target = None
+    _load(environment.parsed_options)
+    _size_user_classes(environment)
 
 
 def _size_user_classes(environment: Any) -> None:
@@ -232,6 +248,14 @@ def on_test_start(environment: Any, **_: Any) -> None:
     if state.fleet is None:
         return
     opts = environment.parsed_options
+    if _prepared_key(opts) != state.prepared_key:
+        # the web UI's form changed the scenario or target: prepare again before users start
+        try:
+            _switch(environment)
+        except (ConfigError, HarnessError) as exc:
+            print(f"losant-load: {exc}", file=sys.stderr)
+            environment.losant = None
+            return
     run_dir = new_run_dir(Path(opts.reports_dir), state.scenario, opts.run_id if not state.run_dirs else "")
     write_run_info(run_dir, state.scenario, state.limits, getattr(opts, "run_time", None))
     state.run_dirs.append(run_dir)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from locust import FastHttpUser
+from locust.exception import StopUser
 
 from harness.record import classify
 
@@ -35,7 +36,10 @@ class LosantUser(FastHttpUser):
 
     @property
     def ctx(self) -> RunContext:
-        return self.environment.losant  # type: ignore[attr-defined]
+        ctx = getattr(self.environment, "losant", None)
+        if ctx is None:  # the run could not be prepared (the error was printed): nothing to drive
+            raise StopUser()
+        return ctx
 
     def headers_for(self, token: str | None) -> dict[str, str]:
         """One header dict per token, built once: the hot path does not copy headers per request."""
