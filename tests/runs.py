@@ -40,6 +40,7 @@ def write_scenario(folder: Path, data: dict[str, Any], name: str = "scenario.yam
 def run_cli(args: list[str], reports: Path, env: dict[str, str] | None = None, timeout: float = 180) -> Run:
     reports.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", *args, "--reports-dir", str(reports)],
+    extra = ["--reports-dir", str(reports)] if args[:1] == ["run"] else []
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", *args, *extra],
                           cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     return Run(proc.returncode, proc.stdout + proc.stderr, reports)
