@@ -127,7 +127,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=150, help="length of each run")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="fleetbench-"))
-    with EmulatorProcess(email=EMAIL, password=PASSWORD, quiet=True) as emu:
+    # a file database: the emulator keeps states on disk, so its memory stays bounded
+    with EmulatorProcess(email=EMAIL, password=PASSWORD, quiet=True, db=str(folder / "emulator.db")) as emu:
         if (os.cpu_count() or 1) > 1:
             os.sched_setaffinity(emu.proc.pid, {1})
         results = {}

@@ -8,6 +8,10 @@ Test-only options (fault injection for the harness's own tests, never for real r
 ``--test-drop-fraction F`` answers success for state writes but silently drops the
 fraction F of them (deterministically, every 1/F-th call); ``--test-delay-ms N`` adds
 N ms before answering every request.
+
+Reliability options (docs/RELIABILITY.md): ``--faults FILE`` (YAML fault plan),
+``--admin`` (``/_emulator/faults`` for loopback clients), ``--max-in-flight N``
+(beyond N concurrent requests answer 503 ServiceUnavailable with Retry-After).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="log errors only")
     p.add_argument("--test-drop-fraction", type=float, default=0.0, metavar="F", help="TEST ONLY: drop fraction F of state writes")
     p.add_argument("--test-delay-ms", type=int, default=0, metavar="N", help="TEST ONLY: delay every answer by N ms")
+    p.add_argument("--faults", default=None, metavar="FILE", help="YAML fault plan (docs/RELIABILITY.md)")
+    p.add_argument("--admin", action="store_true", help="serve GET/PUT/DELETE /_emulator/faults to loopback clients")
+    p.add_argument("--max-in-flight", type=int, default=0, metavar="N", help="answer 503 beyond N concurrent requests (0 = no cap)")
     return p
 
 
@@ -49,12 +56,22 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         raise ConfigError(f"--test-drop-fraction: {args.test_drop_fraction!r} is not allowed; expected 0 <= F < 1")
     if args.test_delay_ms < 0:
         raise ConfigError("--test-delay-ms: expected a number >= 0")
+    if getattr(args, "max_in_flight", 0) < 0:
+        raise ConfigError("--max-in-flight: expected a number >= 0")
+    faults = None
+    if getattr(args, "faults", None):
+        from .faults import load_plan  # noqa: PLC0415
+        from .scopes import FAMILIES, SPECIAL  # noqa: PLC0415
+
+        known = frozenset(FAMILIES) | frozenset(SPECIAL) | {"auth.authenticateUser", "auth.authenticateDevice"}
+        faults = load_plan(args.faults, known)
     email = args.email or os.environ.get("LOSANT_EMULATOR_EMAIL") or DEFAULT_EMAIL
     password = args.password or os.environ.get("LOSANT_EMULATOR_PASSWORD") or DEFAULT_PASSWORD
     if len(password) < 8:
         raise ConfigError("--password: must be at least 8 characters (userCredentials.json)")
     return EmulatorConfig(email=email, password=password, db_path=args.db, limits=limits, job_seconds=args.job_seconds,
-                          test_drop_fraction=args.test_drop_fraction, test_delay_ms=args.test_delay_ms)
+                          test_drop_fraction=args.test_drop_fraction, test_delay_ms=args.test_delay_ms,
+                          faults=faults, admin=getattr(args, "admin", False), max_in_flight=getattr(args, "max_in_flight", 0))
 
 
 def start_line(url: str, config: EmulatorConfig) -> str:
@@ -103,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(start_line(f"http://{shown}:{port}", config), flush=True)
-    server = uvicorn.Server(uvicorn_config(app, args.quiet))
+    from .faults_admin import front  # noqa: PLC0415
+
+    server = uvicorn.Server(uvicorn_config(front(app), args.quiet))
     try:
         server.run(sockets=[sock])
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.limits import LimitsTable
 
@@ -17,6 +18,8 @@ class EmulatorConfig:
 
     ``job_seconds`` overrides the limits table's simulated job duration when set.
     ``test_drop_fraction`` and ``test_delay_ms`` are fault injection for harness tests only.
+    ``faults`` (a ``faults.FaultPlan``), ``admin`` and ``max_in_flight`` configure the serving
+    front (faults_admin.front), never the app itself: see docs/RELIABILITY.md.
     """
 
     email: str = DEFAULT_EMAIL
@@ -29,6 +32,9 @@ class EmulatorConfig:
     default_token_ttl_s: float = 0.0  # 0 = user/device tokens never expire unless tokenTTL asks
     test_drop_fraction: float = 0.0
     test_delay_ms: int = 0
+    faults: Any = None  # faults.FaultPlan | None, from --faults FILE
+    admin: bool = False  # serve /_emulator/faults to loopback clients
+    max_in_flight: int = 0  # beyond N concurrent requests answer 503 (0 = no cap)
 
     @property
     def effective_job_seconds(self) -> float:

@@ -102,6 +102,7 @@ class ThreadHandle:
 
     def __init__(self, server: Any, thread: threading.Thread, url: str, app: Any) -> None:
         self.server, self.thread, self.url, self.app = server, thread, url, app
+        self.front: Any = None
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -118,7 +119,10 @@ def start_in_thread(config: EmulatorConfig | None = None, clock: Any = None, **o
     config = config or EmulatorConfig(**options)
     app = create_app(config, clock) if clock is not None else create_app(config)
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn_config(app, quiet=True))
+    from .faults_admin import front  # noqa: PLC0415
+
+    served = front(app)
+    server = uvicorn.Server(uvicorn_config(served, quiet=True))
 
     def run() -> None:
         asyncio.run(server.serve(sockets=[sock]))
@@ -130,4 +134,6 @@ def start_in_thread(config: EmulatorConfig | None = None, clock: Any = None, **o
         time.sleep(0.01)
     if not server.started:
         raise HarnessError("in-thread emulator did not start")
-    return ThreadHandle(server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}", app)
+    handle = ThreadHandle(server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}", app)
+    handle.front = served  # the FaultInjector: tests set plans on it directly
+    return handle

@@ -44,7 +44,21 @@ class ReportingUser(LosantUser):
     def on_start(self) -> None:
         self.tokens: dict[str, str | None] = {}
         self.claim()
+        self.connect()
         self.announce("connected")
+
+    def connect(self) -> None:
+        """Authenticate every device before its timeline starts, as a fleet connects before it
+        reports: the /auth/device storm of a large fleet does not land on top of its first reports."""
+        ids = list(dict.fromkeys(r.auth_id for r in self.reporters))
+        if self.pool_size == 1:
+            for auth_id in ids:
+                self.tokens[auth_id] = self.authenticate_device(auth_id)
+            return
+        pool = Pool(self.pool_size)
+        for auth_id in ids:
+            pool.spawn(lambda a=auth_id: self.tokens.__setitem__(a, self.authenticate_device(a)))
+        pool.join()
 
     def on_stop(self) -> None:
         if getattr(self, "units", None) is None:

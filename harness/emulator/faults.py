@@ -1,0 +1,364 @@
+"""Fault injection as an ASGI middleware around the emulator (docs/RELIABILITY.md).
+
+Why a wrapper and not flags inside ``app.py``: the emulator's hot path stays exactly
+as fast as it is when no fault is configured; the wrapper then costs one prefix test
+and one attribute check per request. Faults are data (``FaultPlan``, from YAML or the
+admin endpoint) chosen per Losant operation (``device.sendState``) or for all
+(``"*"``), drawn from one seeded ``random.Random`` so a test sees the same faults
+every run.
+
+Kinds: added latency (fixed or a distribution), an error rate answered with the JSON
+error body (500/502/503, the last optionally with ``Retry-After``), connection resets
+(the socket is closed with SO_LINGER 0, so the client reads RST, no status line), slow
+bodies (the answer trickles out in small chunks), a pause (requests wait until it
+ends, then are served) and a bounded in-flight limit (beyond N concurrent requests:
+503 ``ServiceUnavailable`` with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import socket
+import struct
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from harness.errors import ConfigError
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Clock = Callable[[], float]
+
+PREFIX = "/_emulator/"
+ERROR_TYPES = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable"}
+_JSON = (b"content-type", b"application/json; charset=utf-8")
+
+
+class FaultsError(ConfigError):
+    """A faults file or admin body is malformed; the message names the source and field."""
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Added delay in ms: ``fixed``, ``uniform`` [a, b] or ``exponential`` with a mean."""
+
+    kind: str = "fixed"
+    a: float = 0.0
+    b: float = 0.0
+
+    def draw(self, rng: random.Random) -> float:
+        if self.kind == "uniform":
+            return rng.uniform(self.a, self.b)
+        if self.kind == "exponential":
+            return rng.expovariate(1.0 / self.a) if self.a > 0 else 0.0
+        return self.a
+
+    def as_data(self) -> Any:
+        if self.kind == "fixed":
+            return self.a
+        return {"uniform": [self.a, self.b]} if self.kind == "uniform" else {"exponential": self.a}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What happens to one operation's requests; every field off by default."""
+
+    latency: Latency | None = None
+    error_rate: float = 0.0
+    error_status: int = 503
+    retry_after: int | None = None
+    reset_rate: float = 0.0
+    slow_chunk_bytes: int = 0
+    slow_delay_ms: float = 0.0
+
+    def as_data(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.latency is not None:
+            out["latency_ms"] = self.latency.as_data()
+        if self.error_rate:
+            out["error"] = {"rate": self.error_rate, "status": self.error_status}
+            if self.retry_after is not None:
+                out["error"]["retry_after"] = self.retry_after
+        if self.reset_rate:
+            out["reset_rate"] = self.reset_rate
+        if self.slow_chunk_bytes:
+            out["slow_body"] = {"chunk_bytes": self.slow_chunk_bytes, "delay_ms": self.slow_delay_ms}
+        return out
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """All faults: per operation name (or ``"*"``), a seed, a pause and an in-flight cap."""
+
+    operations: dict[str, Fault] = field(default_factory=dict)
+    seed: int = 0
+    pause_s: float = 0.0
+    max_in_flight: int = 0  # 0 = no cap
+
+    def for_operation(self, operation: str | None) -> Fault | None:
+        """The operation's own entry wins over ``"*"``; they are not merged."""
+        ops = self.operations
+        return ops.get(operation or "", ops.get("*"))
+
+    def as_data(self) -> dict[str, Any]:
+        return {"seed": self.seed, "pause_s": self.pause_s, "max_in_flight": self.max_in_flight,
+                "operations": {name: f.as_data() for name, f in self.operations.items()}}
+
+
+# ---- parsing: YAML/JSON data -> FaultPlan, every problem named ---------------------
+def _num(v: Any, where: str, problems: list[str], lo: float = 0.0, hi: float = math.inf) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi or v != v:
+        problems.append(f"{where}: {v!r} is not allowed; expected a number in [{lo}, {hi}]")
+        return lo
+    return float(v)
+
+
+def _keys(node: Any, allowed: set[str], where: str, problems: list[str]) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        problems.append(f"{where}: expected a mapping, got {type(node).__name__}")
+        return {}
+    for k in node:
+        if k not in allowed:
+            problems.append(f"{where}.{k}: unknown key; allowed: {', '.join(sorted(allowed))}")
+    return node
+
+
+def _latency(v: Any, where: str, problems: list[str]) -> Latency:
+    if isinstance(v, dict) and len(v) == 1 and "uniform" in v:
+        pair = v["uniform"]
+        if not (isinstance(pair, list) and len(pair) == 2):
+            problems.append(f"{where}.uniform: {pair!r} is not allowed; expected [low_ms, high_ms]")
+            return Latency()
+        a, b = _num(pair[0], where + ".uniform[0]", problems), _num(pair[1], where + ".uniform[1]", problems)
+        if b < a:
+            problems.append(f"{where}.uniform: high {b} is below low {a}")
+        return Latency("uniform", a, b)
+    if isinstance(v, dict) and len(v) == 1 and "exponential" in v:
+        return Latency("exponential", _num(v["exponential"], where + ".exponential", problems))
+    if isinstance(v, dict):
+        problems.append(f"{where}: {v!r} is not allowed; expected ms, {{uniform: [a, b]}} or {{exponential: mean}}")
+        return Latency()
+    return Latency("fixed", _num(v, where, problems))
+
+
+def _fault(node: Any, where: str, problems: list[str]) -> Fault:
+    d = _keys(node, {"latency_ms", "error", "reset_rate", "slow_body"}, where, problems)
+    f = Fault()
+    if "latency_ms" in d:
+        f = replace(f, latency=_latency(d["latency_ms"], where + ".latency_ms", problems))
+    if "error" in d:
+        e = _keys(d["error"], {"rate", "status", "retry_after"}, where + ".error", problems)
+        status = e.get("status", 503)
+        if status not in ERROR_TYPES:
+            problems.append(f"{where}.error.status: {status!r} is not allowed; expected one of 500, 502, 503")
+            status = 503
+        retry = e.get("retry_after")
+        if retry is not None:
+            retry = int(_num(retry, where + ".error.retry_after", problems, 0, 86400))
+        f = replace(f, error_rate=_num(e.get("rate", 1.0), where + ".error.rate", problems, 0, 1),
+                    error_status=status, retry_after=retry)
+    if "reset_rate" in d:
+        f = replace(f, reset_rate=_num(d["reset_rate"], where + ".reset_rate", problems, 0, 1))
+    if "slow_body" in d:
+        s = _keys(d["slow_body"], {"chunk_bytes", "delay_ms"}, where + ".slow_body", problems)
+        f = replace(f, slow_chunk_bytes=int(_num(s.get("chunk_bytes", 16), where + ".slow_body.chunk_bytes", problems, 1)),
+                    slow_delay_ms=_num(s.get("delay_ms", 10), where + ".slow_body.delay_ms", problems, 0, 60_000))
+    return f
+
+
+def parse_plan(data: Any, source: str = "faults", known_operations: frozenset[str] | None = None) -> FaultPlan:
+    """Validate data (the YAML shape of docs/RELIABILITY.md); FaultsError lists every problem.
+
+    >>> parse_plan({"operations": {"*": {"latency_ms": 5}}}).for_operation("device.get").latency.a
+    5.0
+    """
+    problems: list[str] = []
+    d = _keys(data if data is not None else {}, {"seed", "pause_s", "max_in_flight", "operations"}, "", problems)
+    seed = d.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        problems.append(f"seed: {seed!r} is not allowed; expected an integer")
+        seed = 0
+    ops: dict[str, Fault] = {}
+    raw_ops = d.get("operations") or {}
+    if not isinstance(raw_ops, dict):
+        problems.append("operations: expected a mapping of operation name -> fault")
+        raw_ops = {}
+    for name, node in raw_ops.items():
+        if known_operations is not None and name != "*" and name not in known_operations:
+            problems.append(f"operations.{name}: unknown operation; expected '*' or an emulated operation such as device.sendState")
+        ops[str(name)] = _fault(node, f"operations.{name}", problems)
+    plan = FaultPlan(ops, seed, _num(d.get("pause_s", 0), "pause_s", problems, 0, 3600),
+                     int(_num(d.get("max_in_flight", 0), "max_in_flight", problems, 0, 1_000_000)))
+    if problems:
+        raise FaultsError(f"{source}: " + "; ".join(p.lstrip(".") for p in problems))
+    return plan
+
+
+def load_plan(path: str | Path, known_operations: frozenset[str] | None = None) -> FaultPlan:
+    """Read a YAML faults file; errors name the file and the field."""
+    import yaml  # noqa: PLC0415 - only the CLI path reads YAML
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FaultsError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise FaultsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_plan(data, str(path), known_operations)
+
+
+# ---- the middleware -----------------------------------------------------------------
+async def send_error(send: Send, status: int, type_: str, message: str, retry_after: int | None = None) -> None:
+    body = orjson.dumps({"type": type_, "message": message})
+    headers = [_JSON, (b"content-length", str(len(body)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def reset_connection(send: Send) -> None:
+    """Drop the connection with no answer: RST under uvicorn, an exception in-process.
+
+    ASGI has no "abort" message, and returning without answering makes uvicorn send a
+    plain 500. The send callable of uvicorn's protocols is a bound method of the cycle
+    holding the transport; with SO_LINGER 0 the close is a TCP RST. Elsewhere (httpx's
+    ASGITransport) the nearest equivalent is an exception the client sees.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionResetError("fault injection: connection reset")
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+    for _ in range(3):  # let connection_lost run, so uvicorn sees a disconnect and writes nothing
+        await asyncio.sleep(0)
+
+
+def operation_lookup(app: Any) -> Callable[[str, str], str | None]:
+    """method, path -> operation name through the app's router (read-only), None if unknown."""
+    router = getattr(app, "router", None)
+
+    def lookup(method: str, path: str) -> str | None:
+        if router is None:
+            return None
+        try:
+            return str(router.match(method, path)[0].operation)
+        except Exception:  # noqa: BLE001 - unknown path or method: only "*" applies
+            return None
+    return lookup
+
+
+class FaultInjector:
+    """``FaultInjector(app, plan, clock)`` is itself an ASGI app (like Starlette's middlewares).
+
+    ``clock`` and ``sleep`` are injectable so pauses and latencies are testable; the
+    pause deadline is measured on ``clock``. ``handlers`` maps paths under
+    ``/_emulator/`` to small ASGI apps (OpenAPI, admin); they bypass faults.
+    """
+
+    def __init__(self, app: ASGIApp, faults: FaultPlan | None = None, clock: Clock = time.monotonic, *,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 handlers: dict[str, ASGIApp] | None = None,
+                 operation_of: Callable[[str, str], str | None] | None = None) -> None:
+        self.app = app
+        self.clock = clock
+        self.sleep = sleep
+        self.handlers = handlers or {}
+        self.operation_of = operation_of or operation_lookup(app)
+        self.in_flight = 0
+        self.counts: dict[str, int] = {"latency": 0, "error": 0, "reset": 0, "slow": 0, "paused": 0, "overload": 0}
+        self.set_plan(faults or FaultPlan())
+
+    def set_plan(self, plan: FaultPlan) -> None:
+        """Install a plan: reseeds the generator and starts its pause now."""
+        self.plan = plan
+        self.rng = random.Random(plan.seed)
+        self.paused_until = self.clock() + plan.pause_s if plan.pause_s else 0.0
+        self.active = bool(plan.operations) or plan.pause_s > 0 or plan.max_in_flight > 0
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = self.clock() + seconds
+        self.active = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path.startswith(PREFIX):
+            handler = self.handlers.get(path)
+            if handler is None:
+                await send_error(send, 404, "NotFound", f"Path {path[:200]} was not found")
+            else:
+                await handler(scope, receive, send)
+            return
+        if not self.active:
+            await self.app(scope, receive, send)
+            return
+        cap = self.plan.max_in_flight
+        if cap and self.in_flight >= cap:
+            self.counts["overload"] += 1
+            await send_error(send, 503, "ServiceUnavailable", "Too many requests in flight; retry later", 1)
+            return
+        self.in_flight += 1
+        try:
+            await self._faulty(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _faulty(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.paused_until:
+            if self.clock() < self.paused_until:
+                self.counts["paused"] += 1
+            while (left := self.paused_until - self.clock()) > 0:
+                await self.sleep(min(left, 0.05))
+        fault = self.plan.for_operation(self.operation_of(scope["method"], scope["path"]))
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        rng = self.rng
+        if fault.latency is not None:
+            self.counts["latency"] += 1
+            await self.sleep(fault.latency.draw(rng) / 1000)
+        if fault.reset_rate and rng.random() < fault.reset_rate:
+            self.counts["reset"] += 1
+            await reset_connection(send)
+            return
+        if fault.error_rate and rng.random() < fault.error_rate:
+            self.counts["error"] += 1
+            status = fault.error_status
+            retry = fault.retry_after if status == 503 else None
+            await send_error(send, status, ERROR_TYPES[status], "Injected fault", retry)
+            return
+        if fault.slow_chunk_bytes:
+            self.counts["slow"] += 1
+            send = self._slow(send, fault.slow_chunk_bytes, fault.slow_delay_ms / 1000)
+        await self.app(scope, receive, send)
+
+    def _slow(self, send: Send, size: int, delay: float) -> Send:
+        async def slow_send(message: Message) -> None:
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body: bytes = message.get("body", b"")
+            more = message.get("more_body", False)
+            for i in range(0, max(len(body), 1), size):
+                last = i + size >= len(body)
+                await send({"type": "http.response.body", "body": body[i:i + size], "more_body": more or not last})
+                if not last:
+                    await self.sleep(delay)
+        return slow_send

@@ -1,0 +1,107 @@
+"""The front of a served emulator: the fault middleware, ``/_emulator/openapi.json`` and the admin endpoint.
+
+``front(emu)`` is what the CLI and ``start_in_thread`` hand to uvicorn. The admin
+endpoint ``GET/PUT/DELETE /_emulator/faults`` exists only with ``--admin`` and answers
+only loopback clients (others get the same 404 as an unknown path, so a scan learns
+nothing). The real API has no ``/_emulator`` path, so nothing a client does collides.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .faults import Clock, FaultInjector, FaultPlan, FaultsError, Receive, Scope, Send, parse_plan, send_error
+from .openapi import openapi_handler
+
+if TYPE_CHECKING:
+    from .app import Emulator
+
+LOOPBACK = frozenset(("127.0.0.1", "::1", "::ffff:127.0.0.1"))
+MAX_ADMIN_BODY = 64 * 1024
+
+
+async def _send_json(send: Send, status: int, payload: Any) -> None:
+    body = orjson.dumps(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read(receive: Receive) -> bytes | None:
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_ADMIN_BODY:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+class FaultsAdmin:
+    """``GET`` the plan and counters, ``PUT`` a new plan (JSON, the YAML shape), ``DELETE`` all faults."""
+
+    def __init__(self, injector: FaultInjector, known_operations: frozenset[str]) -> None:
+        self.injector = injector
+        self.known = known_operations
+
+    def state(self) -> dict[str, Any]:
+        inj = self.injector
+        return {**inj.plan.as_data(), "paused_for_s": max(0.0, inj.paused_until - inj.clock()) if inj.paused_until else 0.0,
+                "in_flight": inj.in_flight, "counts": dict(inj.counts)}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client") or ("", 0)
+        if client[0] not in LOOPBACK:
+            await send_error(send, 404, "NotFound", f"Path {scope['path']} was not found")
+            return
+        method = scope["method"]
+        if method == "GET":
+            await _send_json(send, 200, self.state())
+        elif method == "DELETE":
+            self.injector.set_plan(FaultPlan(max_in_flight=self.injector.plan.max_in_flight))
+            await _send_json(send, 200, self.state())
+        elif method == "PUT":
+            raw = await _read(receive)
+            if raw is None:
+                await send_error(send, 413, "PayloadTooLarge", f"Admin body is larger than {MAX_ADMIN_BODY} bytes")
+                return
+            try:
+                data = orjson.loads(raw or b"{}")
+                plan = parse_plan(data, "PUT /_emulator/faults", self.known)
+            except orjson.JSONDecodeError:
+                await send_error(send, 400, "Validation", "PUT /_emulator/faults: body is not valid JSON")
+                return
+            except FaultsError as exc:
+                await send_error(send, 400, "Validation", str(exc))
+                return
+            self.injector.set_plan(plan)
+            await _send_json(send, 200, self.state())
+        else:
+            await send_error(send, 405, "MethodNotAllowed", f"Method {method} is not allowed on /_emulator/faults; allowed: DELETE, GET, PUT")
+
+
+def known_operations(emu: Emulator) -> frozenset[str]:
+    from .openapi import routes_of  # noqa: PLC0415
+
+    return frozenset(r.operation for r in routes_of(emu.router))
+
+
+def front(emu: Emulator, plan: FaultPlan | None = None, admin: bool | None = None,
+          clock: Clock = time.monotonic) -> FaultInjector:
+    """Wrap an emulator for serving; plan and admin default to its config (``faults``, ``admin``)."""
+    config = emu.config
+    plan = plan if plan is not None else (getattr(config, "faults", None) or FaultPlan())
+    max_in_flight = getattr(config, "max_in_flight", 0)
+    if max_in_flight and not plan.max_in_flight:
+        plan = FaultPlan(plan.operations, plan.seed, plan.pause_s, max_in_flight)
+    injector = FaultInjector(emu, plan, clock)
+    injector.handlers["/_emulator/openapi.json"] = openapi_handler(emu)
+    if admin if admin is not None else getattr(config, "admin", False):
+        injector.handlers["/_emulator/faults"] = FaultsAdmin(injector, known_operations(emu))
+    return injector
