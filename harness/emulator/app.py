@@ -3,8 +3,13 @@
 No framework: ANCHOR-FIGURES shows Starlette's request machinery costs ~40% on a
 small POST, and send-state is the hot path. A request is: match route -> read body
 (capped) -> resolve token -> check scope -> handler -> JSON. Any ``ApiError`` becomes
-its JSON body; anything unexpected is logged (type and route only, never the body,
-which may hold secrets) and answered 400 ``Validation``, never a 500 or a traceback.
+its JSON body; anything unexpected is a bug of the emulator, not the client's fault: it
+is counted, logged (type, route and server-side traceback, never the body, which may hold
+secrets) and answered ``500 {"type": "InternalError", "message": ...}``, never with a
+traceback to the client (a 400 would hide the bug from fuzzing).
+
+Send State has a fast path (``fastpath.py``): the plain ``POST /applications/{a}/devices/{d}/state``
+skips the router and the ``Request`` object; same checks, same answers, same guard.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Callable
 from .auth import Auth
 from .config import EmulatorConfig
 from .errors import ApiError
+from .fastpath import make_send_state, split_send_state
 from .http import ApiResponse, Request, read_body, send_json, send_success
 from .router import Router
 from .store import Store
@@ -26,6 +32,7 @@ from .views import SUCCESS
 
 log = logging.getLogger("harness.emulator")
 _BODY_METHODS = frozenset(("POST", "PATCH", "PUT"))
+INTERNAL_ERROR = {"type": "InternalError", "message": "The emulator failed to process the request (an emulator bug, logged on the server)"}
 Clock = Callable[[], float]
 
 
@@ -46,6 +53,19 @@ class Emulator:
         from . import routes  # noqa: PLC0415 - routes import app types
 
         routes.register(self)
+        self._fast_send_state = make_send_state(self) if self._fast_path_applies() else None
+
+    def _fast_path_applies(self) -> bool:
+        """The fast path replaces exactly the registered send-state route, and only without a test delay."""
+        from .routes_device import send_state  # noqa: PLC0415
+
+        if self._delay_s:
+            return False
+        try:
+            route, _ = self.router.match("POST", "/applications/a/devices/d/state")
+        except ApiError:
+            return False
+        return route.handler is send_state and route.operation not in self._public
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -69,6 +89,17 @@ class Emulator:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
+            fast = self._fast_send_state
+            if fast is not None and not self._delay_s:
+                ids = split_send_state(scope["method"], scope["path"])
+                if ids is not None:
+                    try:
+                        await fast(scope, receive, send, ids[0], ids[1])
+                    except ApiError as exc:
+                        await send_json(send, exc.status, exc.body())
+                    except Exception as exc:  # the top-level guard, as on the general path
+                        await self._unexpected(exc, "/applications/{applicationId}/devices/{deviceId}/state", send)
+                    return
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -108,13 +139,17 @@ class Emulator:
                 await send_json(send, 200, result)
         except ApiError as exc:
             await send_json(send, exc.status, exc.body())
-        except Exception as exc:  # the top-level guard: never a 500, never a traceback to the client
-            self.unexpected_errors += 1
-            log.error("unexpected %s on %s\n%s", type(exc).__name__, route_name, "".join(traceback.format_tb(exc.__traceback__)))
-            try:
-                await send_json(send, 400, {"type": "Validation", "message": "The request could not be processed"})
-            except Exception:  # noqa: BLE001 - the response may already be started or the client gone
-                pass
+        except Exception as exc:  # the top-level guard: a 500, never a traceback to the client
+            await self._unexpected(exc, route_name, send)
+
+    async def _unexpected(self, exc: Exception, route_name: str, send: Any) -> None:
+        """An emulator bug: count it, log type, route and traceback (never the body), answer 500."""
+        self.unexpected_errors += 1
+        log.error("unexpected %s on %s\n%s", type(exc).__name__, route_name, "".join(traceback.format_tb(exc.__traceback__)))
+        try:
+            await send_json(send, 500, INTERNAL_ERROR)
+        except Exception:  # noqa: BLE001 - the response may already be started or the client gone
+            pass
 
 
 def create_app(config: EmulatorConfig | None = None, clock: Clock = time.time) -> Emulator:

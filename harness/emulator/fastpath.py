@@ -1,0 +1,94 @@
+"""The send-state fast path: ``POST /applications/{a}/devices/{d}/state`` without the general machinery.
+
+Send State is the load test's hot path (bench/emulator.py), so it skips what the
+general path pays for every request: the router, the copy of the header list into a
+dict, the ``Request`` object and two coroutine layers. It does exactly what the general
+path does, in the same order, with the same functions and the same answers:
+
+read the body (413 over the cap) -> token -> principal (401) -> scope (403) ->
+application (403/404) -> device and reach (403/404) -> Content-Type and JSON (400) ->
+body check (400) -> throttle per target device (429) -> rows -> group commit (the answer
+waits for the commit) -> ``{"success": true}``.
+
+Only the exact path shape is taken here (``split_send_state``); anything else, a
+trailing slash included, goes through the router as before. ``Emulator`` enables the
+fast path only when the router maps that shape to ``routes_device.send_state`` and no
+test delay is configured; any ``ApiError`` is answered like on the general path, and
+anything else propagates to the top-level guard.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from .errors import too_large
+from .http import parse_json, send_success
+from .states import check_body, declared_types, rows_for
+
+if TYPE_CHECKING:
+    from .app import Emulator
+
+OPERATION = "device.sendState"
+_PREFIX = "/applications/"
+_SUFFIX = "/state"
+_AUTHORIZATION = b"authorization"
+_CONTENT_TYPE = b"content-type"
+
+
+def split_send_state(method: str, path: str) -> tuple[str, str] | None:
+    """(application id, device id) when ``method path`` is a send-state call in its plain form."""
+    if method != "POST" or not path.endswith(_SUFFIX) or not path.startswith(_PREFIX):
+        return None
+    parts = path.split("/")
+    if len(parts) != 6 or parts[3] != "devices" or not parts[2] or not parts[4]:
+        return None
+    return parts[2], parts[4]
+
+
+async def _rest_of_body(first: bytes, receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
+    chunks = [first]
+    size = len(first)
+    more = True
+    while more:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
+    """The fast handler for one emulator (auth, store and throttle are looked up per call, as the general path does)."""
+    limit = emu.config.max_body_bytes
+
+    async def send_state(scope: dict[str, Any], receive: Any, send: Any, app_id: str, device_id: str) -> None:
+        # body first: the general path reads it before authenticating (413 beats 401)
+        message = await receive()
+        body = message.get("body", b"")
+        if message.get("more_body", False):
+            body = await _rest_of_body(body, receive, limit)
+        elif len(body) > limit:
+            raise too_large(limit)
+        authorization = content_type = None
+        for name, value in scope["headers"]:  # the last occurrence wins, as dict(headers) did
+            if name == _AUTHORIZATION:
+                authorization = value
+            elif name == _CONTENT_TYPE:
+                content_type = value
+        auth = emu.auth
+        principal = auth.principal(authorization)
+        auth.require_scope(principal, OPERATION)
+        auth.application(principal, app_id)
+        device = auth.device(principal, app_id, device_id, OPERATION)
+        states = check_body(parse_json(body, content_type.decode("latin-1") if content_type is not None else None),
+                            declared_types(device))
+        emu.throttle.check(OPERATION, {"device": device["id"], "application": device["applicationId"]})
+        rows = rows_for(device, states, emu.now_ms())
+        if rows and not emu.should_drop_write():
+            await emu.store.enqueue_states(rows)
+        await send_success(send)
+
+    return send_state

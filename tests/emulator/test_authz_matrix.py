@@ -1,0 +1,222 @@
+"""The authorization matrix: every served operation x every kind of caller -> the documented answer.
+
+The expected answer is computed from data, not written per cell: REFERENCE 4.2 families
+(W, R, W+D, R+D; restated here independently of harness/emulator/scopes.py for the
+endpoints 4.2 lists, the client docstrings for the rest), 4.3 reach (device keys,
+restrictions, gateways) and 4.4 lifetime. "ok" means 2xx; otherwise 401/403/404 with
+the JSON error body. Token hygiene (randomness, hashing, expiry, never logged) is checked
+alongside, with the logs captured during the whole matrix.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import pytest
+from emulator_support import Api, FakeClock, make_api
+
+from harness.emulator.auth import hash_token
+from harness.emulator.openapi import routes_of
+from harness.emulator.scopes import FAMILIES, SPECIAL
+from harness.emulator.timeparse import format_time
+
+HEX = "0123456789abcdef01234567"
+#: REFERENCE 4.2, restated (the rest come from scopes.FAMILIES, which copies the client docstrings)
+REF_FAMILIES = {
+    **{f"device.{a}": "R+D" for a in ("get", "getState", "getCompositeState", "getCommand", "getLogEntries")},
+    **{f"device.{a}": "W+D" for a in ("sendState", "sendCommand", "setConnectionStatus")},
+    "device.patch": "W", "device.delete": "W", "device.export": "R", "devices.get": "R+D",
+    "devices.getCompositeState": "R+D", "devices.sendCommand": "W+D", "devices.post": "W",
+    "data.timeSeriesQuery": "R+D", "data.lastValueQuery": "R+D", "data.export": "R+D", "events.post": "W",
+    "events.get": "R", "event.get": "R", "application.mqttPublishMessage": "W", "flow.pressVirtualButton": "W",
+    "applicationKeys.post": "W", "applicationKeys.get": "R", "applicationApiTokens.post": "W", "applicationApiTokens.get": "R",
+}
+PUBLIC = {"auth.authenticateUser", "auth.authenticateDevice"}
+USER_LEVEL = set(SPECIAL)  # outside any application: only user tokens (and org/instance scopes)
+DESTRUCTIVE = {"application.delete", "device.delete", "applicationKey.delete", "applicationApiToken.delete"}
+
+# caller -> (token name, target device, application in the path)
+CALLERS: dict[str, tuple[str | None, str, str]] = {
+    "none": (None, "d1", "a"), "bad_token": ("bad", "d1", "a"), "expired_user": ("expired_user", "d1", "a"),
+    "expired_app_token": ("expired_app", "d1", "a"), "user": ("user", "d1", "a"), "user_foreign_app": ("user", "d1", "nowhere"),
+    "app_exact": ("app_exact", "d1", "a"), "app_wildcard": ("app_wildcard", "d1", "a"), "app_all": ("app_all", "d1", "a"),
+    "app_read": ("app_read", "d1", "a"), "app_wrong": ("app_wrong", "d1", "a"), "other_app_token": ("b_all", "d1", "a"),
+    "device_self": ("dev1", "d1", "a"), "device_other_unrestricted": ("dev1", "d2", "a"),
+    "device_restricted_self": ("dev1_tag", "d1", "a"), "device_restricted_other": ("dev1_tag", "d2", "a"),
+    "device_other_app": ("b_dev", "d1", "a"), "gateway_peripheral": ("gw", "p_any", "a"), "gateway_stranger": ("gw", "d2", "a"),
+}
+
+
+def family(op: str) -> str:
+    return REF_FAMILIES.get(op) or FAMILIES.get(op) or "U"
+
+
+def expected(op: str, caller: str) -> Any:
+    """The documented answer: "ok" (2xx) or an error status."""
+    token, target, app = CALLERS[caller]
+    if op in PUBLIC:
+        return "ok"
+    if token in (None, "bad", "expired_user", "expired_app"):
+        return 401
+    fam = family(op)
+    kind = "user" if token == "user" else "device" if token in ("dev1", "dev1_tag", "b_dev", "gw") else "app"
+    if kind == "user":
+        return 404 if app == "nowhere" and op not in USER_LEVEL else "ok"
+    if op in USER_LEVEL:
+        return 403  # application and device tokens never hold user/org scopes
+    if kind == "app":
+        if caller == "other_app_token":
+            return 403
+        allowed = {"app_exact": True, "app_wildcard": True, "app_all": True, "app_wrong": False,
+                   "app_read": fam.startswith("R")}[caller]
+        return "ok" if allowed else 403
+    if not fam.endswith("+D") or token == "b_dev":
+        return 403
+    has_device = "{deviceId}" in ROUTES[op].pattern
+    if not has_device:
+        return "ok"  # lists and queries are filtered to what the token may see
+    if op == "device.sendState" and target != "d1":
+        return "ok" if caller == "gateway_peripheral" else 403
+    if caller == "device_restricted_other":
+        return 403
+    return "ok"
+
+
+EMPTY_APP = make_api(FakeClock())
+ROUTES = {r.operation: r for r in routes_of(EMPTY_APP.app.router)}
+EMPTY_APP.close()
+OPS = sorted(ROUTES)
+
+
+def body_for(op: str, w: dict[str, Any], target: str) -> Any:
+    dev = w.get(target, target)
+    bodies: dict[str, Any] = {
+        "auth.authenticateUser": {"email": w["email"], "password": w["password"]},
+        "auth.authenticateDevice": {"deviceId": w["d1"], "key": w["all_key"]["key"], "secret": w["all_key"]["secret"]},
+        "applications.post": {"name": "n"}, "application.patch": {"description": "x"}, "devices.post": {"name": "n"},
+        "devices.sendCommand": {"name": "c", "deviceIds": [dev]}, "device.patch": {"description": "x"},
+        "device.sendState": {"data": {"temp": 1}}, "device.sendCommand": {"name": "c"},
+        "device.setConnectionStatus": {"status": "connected"}, "data.timeSeriesQuery": {"deviceIds": [dev]},
+        "data.lastValueQuery": {"deviceIds": [dev], "attribute": "temp"}, "events.post": {"level": "info", "subject": "s"},
+        "applicationApiTokens.post": {"name": "n"}, "applicationKey.patch": {"description": "x"},
+        "applicationApiToken.patch": {"description": "x"}, "application.mqttPublishMessage": {"topic": "t", "message": "m"},
+        "flow.pressVirtualButton": {"key": "k"}, "dashboard.sendReport": {"toEmail": ["x@example.com"]}, "files.post": {"name": "f", "type": "file"},
+    }
+    return bodies.get(op, {} if ROUTES[op].method in ("POST", "PATCH") else None)
+
+
+def path_for(op: str, w: dict[str, Any], target: str, app: str) -> str:
+    values = {"applicationId": w.get(app, HEX), "deviceId": w[target], "applicationKeyId": w["spare_key"],
+              "apiTokenId": w["spare_token_id"], "eventId": w["event"]}
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), HEX), ROUTES[op].pattern)
+
+
+def build_world(api: Api, clock: FakeClock) -> dict[str, Any]:
+    from harness.emulator.config import DEFAULT_EMAIL, DEFAULT_PASSWORD  # noqa: PLC0415
+
+    a, b = api.application("a"), api.application("b")
+    w: dict[str, Any] = {"a": a, "b": b, "email": DEFAULT_EMAIL, "password": DEFAULT_PASSWORD}
+    w["d1"] = api.device(a, "d1", tags=[{"key": "floor", "value": "8"}])
+    w["d2"] = api.device(a, "d2")
+    w["gw_dev"] = api.device(a, "gw", deviceClass="gateway")
+    w["p_any"] = api.device(a, "p", deviceClass="peripheral")
+    w["b_d"] = api.device(b, "bd")
+    w["all_key"] = api.key(a)
+    w["spare_key"] = api.key(a)["id"]
+    tag_key = api.key(a, deviceTags=[{"key": "floor", "value": "8"}])
+    r = api.post(f"/applications/{a}/tokens", json={"name": "spare"})
+    w["spare_token_id"] = r.json()["id"]
+    w["event"] = api.post(f"/applications/{a}/events", json={"level": "info", "subject": "s"}).json()["id"]
+    t: dict[str, str] = {"user": api.token or "", "bad": "x" * 54}
+    t["expired_user"] = api.post("/auth/user", token=None, json={"email": w["email"], "password": w["password"], "tokenTTL": 30}).json()["token"]
+    t["expired_app"] = api.api_token(a, expirationDate=format_time(int((clock() + 30) * 1000)))
+    t["app_all"] = api.api_token(a)
+    t["app_read"] = api.api_token(a, ["all.Application.read"])
+    t["app_wrong"] = api.api_token(a, ["flow.pressVirtualButton"])
+    t["b_all"] = api.api_token(b)
+    t["dev1"] = api.device_token(w["d1"], w["all_key"])
+    t["dev1_tag"] = api.device_token(w["d1"], tag_key)
+    t["b_dev"] = api.device_token(w["b_d"], api.key(b))
+    t["gw"] = api.device_token(w["gw_dev"], w["all_key"])
+    w["tokens"] = t
+    return w
+
+
+def scoped_token(api: Api, w: dict[str, Any], op: str, caller: str) -> str | None:
+    """Exact-scope and wildcard tokens are minted per operation; None if no application token may hold it."""
+    scope = op if caller == "app_exact" else op.split(".")[0] + ".*"
+    if op == "flow.pressVirtualButton" and caller == "app_wrong":
+        scope = "events.get"
+    r = api.post(f"/applications/{w['a']}/tokens", json={"name": "s", "scope": [scope]})
+    return r.json()["token"] if r.status_code == 201 else None
+
+
+RESULTS: list[tuple[str, str, Any, int]] = []
+ISSUED: list[str] = []
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_matrix(op: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    clock = FakeClock()
+    api = make_api(clock, job_seconds=0.001)
+    try:
+        api.login()
+        world = build_world(api, clock)
+        for caller, (token_name, target, app) in CALLERS.items():
+            if op in DESTRUCTIVE:  # a fresh world, so one caller's delete does not decide the next one's answer
+                world = build_world(api, clock)
+            token = world["tokens"].get(token_name) if token_name else None
+            if caller in ("app_exact", "app_wildcard") or (caller == "app_wrong" and op == "flow.pressVirtualButton"):
+                token = scoped_token(api, world, op, caller)
+                if token is None:
+                    continue  # not an application scope (user-level operations): no such caller exists
+            ISSUED.extend(t for t in world["tokens"].values() if len(t) > 40)
+            if token and len(token) > 40:
+                ISSUED.append(token)
+            clock.advance(1000)  # throttle windows (up to 15 min) pass; 30 s token lifetimes run out
+            want = expected(op, caller)
+            r = api.request(ROUTES[op].method, path_for(op, world, target, app), token=token, json=body_for(op, world, target))
+            RESULTS.append((op, caller, want, r.status_code))
+            ok = 200 <= r.status_code < 300
+            assert (ok if want == "ok" else r.status_code == want), (op, caller, want, r.status_code, r.text[:200])
+            if not ok:
+                body = r.json()
+                assert isinstance(body["type"], str) and isinstance(body["message"], str)
+        assert api.app.unexpected_errors == 0
+        logged = "\n".join(rec.getMessage() for rec in caplog.records) + caplog.text
+        assert not [t for t in ISSUED if t in logged], "a token appeared in the logs"
+    finally:
+        api.close()
+
+
+def test_matrix_size() -> None:
+    """Runs after the matrix (file order): the count recorded in docs/RELIABILITY.md."""
+    if not RESULTS:
+        pytest.skip("run with the matrix")
+    by_answer: dict[Any, int] = {}
+    for _, _, want, _ in RESULTS:
+        by_answer[want] = by_answer.get(want, 0) + 1
+    print(f"\nauthz matrix: {len(RESULTS)} cases over {len({r[0] for r in RESULTS})} operations x {len(CALLERS)} callers; {by_answer}")
+    assert len({r[0] for r in RESULTS}) == len(OPS)
+
+
+def test_tokens_are_random_hashed_and_expire(clock: FakeClock) -> None:
+    api = make_api(clock)
+    try:
+        tokens = {api.login() for _ in range(200)}
+        assert len(tokens) == 200 and min(len(t) for t in tokens) >= 22  # >= 128 bits of urlsafe base64
+        rows = api.app.store.db.execute("SELECT * FROM sqlite_master").fetchall()
+        dump = "\n".join(api.app.store.db.iterdump())
+        assert rows and not [t for t in tokens if t in dump]  # only hashes are stored
+        assert any(hash_token(t) in dump for t in tokens) or api.app.store.token(hash_token(next(iter(tokens)))) is not None
+        short = api.post("/auth/user", token=None, json={"email": api.app.config.email, "password": api.app.config.password,
+                                                         "tokenTTL": 5}).json()["token"]
+        assert api.get("/applications", token=short).status_code == 200
+        clock.advance(5)
+        r = api.get("/applications", token=short)
+        assert r.status_code == 401 and r.json()["type"] == "Unauthorized"
+    finally:
+        api.close()
