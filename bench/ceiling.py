@@ -115,9 +115,10 @@ def main() -> None:
                 break
             n *= 2
         # two bisection steps between the last fleet that held and the first that did not
+        failed = results[-1][1]["p99"] >= 50 or results[-1][1]["non2xx"]
         lo, hi = (results[-2][0] if len(results) > 1 else 0), results[-1][0]
-        for _ in range(2):
-            if hi - lo < 2 or results[-1][1]["p99"] < 50:
+        for _ in range(2 if failed else 0):
+            if hi - lo < 2:
                 break
             mid = (lo + hi) // 2
             r = wrk(emu.url, devices, mid, args.interval, args.seconds, folder)
