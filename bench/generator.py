@@ -24,6 +24,7 @@ import csv
 import json
 import os
 import re
+import time
 import statistics
 import subprocess
 import sys
@@ -85,31 +86,59 @@ def device_targets(url: str, users: int, folder: Path) -> Path:
     return path
 
 
-def run_bare(url: str, targets: Path, users: int, seconds: int) -> float:
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _locust(cmd: list[str], env: dict[str, str], folder: Path, seconds: int) -> dict[str, float]:
+    """Run one Locust process pinned to CPU 0 with a per-second stats history, sampling its CPU
+    time each second, and measure the steady window (from 3 s in to 1 s before the end):
+    requests/s and generator CPU microseconds per request. CPU per request is the robust
+    figure on a shared machine: time stolen by other processes does not count in it."""
+    prefix = Path(tempfile.mkdtemp(dir=folder)) / "s"
+    proc = subprocess.Popen(cmd + ["--csv", str(prefix), "--csv-full-history"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=pin(0))
+    cpu: list[tuple[float, float]] = []
+    while proc.poll() is None:
+        try:
+            cpu.append((time.time(), _cpu_seconds(proc.pid)))
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.25)
+    err = proc.stderr.read() if proc.stderr else ""
+    history = prefix.with_name("s_stats_history.csv")
+    rows = [r for r in csv.DictReader(open(history)) if r["Name"] == "Aggregated"] if history.exists() else []
+    if len(rows) < 4:
+        raise SystemExit(f"run failed ({proc.returncode}):\n{err[-2000:]}")
+    points = [(float(r["Timestamp"]), float(r["Total Request Count"])) for r in rows]
+    t_first = points[0][0]
+    steady = [p for p in points if t_first + 3 <= p[0] <= points[-1][0] - 1]
+    (t0, n0), (t1, n1) = steady[0], steady[-1]
+
+    def cpu_at(t: float) -> float:
+        return min(cpu, key=lambda c: abs(c[0] - t))[1]
+
+    requests = n1 - n0
+    return {"rps": requests / (t1 - t0), "cpu_us": (cpu_at(t1) - cpu_at(t0)) / requests * 1e6}
+
+
+def run_bare(url: str, targets: Path, users: int, seconds: int, folder: Path) -> dict[str, float]:
     cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "bare_locustfile.py"), "--headless",
-           "-u", str(users), "-r", "1000", "-t", f"{seconds}s", "--host", url, "--json", "--only-summary",
-           "--loglevel", "ERROR"]
-    out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=pin(0), cwd=ROOT,
-                         env=dict(os.environ, BENCH_TARGETS=str(targets)), check=True).stdout
-    stats = json.loads(out[out.index("["):])
-    entry = next(e for e in stats if e["name"] == "device.sendState")
-    return entry["num_requests"] / (entry["last_request_timestamp"] - entry["start_time"])
+           "-u", str(users), "-r", "1000", "-t", f"{seconds}s", "--host", url, "--only-summary", "--loglevel", "ERROR"]
+    return _locust(cmd, dict(os.environ, BENCH_TARGETS=str(targets)), folder, seconds)
 
 
-def run_harness(url: str, scen: Path, seconds: int, folder: Path, record: bool) -> float:
+def run_harness(url: str, scen: Path, seconds: int, folder: Path, record: bool) -> dict[str, float]:
+    """The harness through Locust's own command line with the harness's locustfile, which is
+    exactly what `losant-load run` hands over to (so the stats history can be switched on)."""
     reports = Path(tempfile.mkdtemp(dir=folder))
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(scen), "--headless", "--yes",
-           "--allow-exceeding-live-limits", "--reports-dir", str(reports)]
+    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "harness" / "locust_entry.py"), "--headless",
+           "--scenario", str(scen), "--yes", "--allow-exceeding-live-limits", "--reports-dir", str(reports),
+           "-t", f"{seconds}s", "--only-summary", "--loglevel", "ERROR"]
     if not record:
         cmd.append("--no-record")
-    env = dict(os.environ, LOSANT_EMAIL=EMAIL, LOSANT_PASSWORD=PASSWORD)
-    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=pin(0), cwd=ROOT, env=env)
-    run_dir = next(p for p in reports.iterdir() if p.is_dir())
-    with open(run_dir / "locust_stats.csv") as fh:
-        rows = {r["name"]: r for r in csv.DictReader(fh)}
-    if "device.sendState" not in rows:
-        raise SystemExit(f"harness run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return float(rows["device.sendState"]["rps"])
+    return _locust(cmd, dict(os.environ, LOSANT_EMAIL=EMAIL, LOSANT_PASSWORD=PASSWORD), folder, seconds)
 
 
 def run_wrk(url: str, targets: Path, users: int, seconds: int, folder: Path) -> float:
@@ -132,7 +161,7 @@ end
 ''')
     out = subprocess.run(["wrk", "-t1", f"-c{users}", f"-d{seconds}s", "-s", str(script), url],
                          capture_output=True, text=True, preexec_fn=pin(0), check=True).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "cpu_us": float("nan")}  # type: ignore[union-attr]
 
 
 def main() -> None:
@@ -149,20 +178,25 @@ def main() -> None:
             os.sched_setaffinity(emu.proc.pid, {1})
         scen = scenario(folder, emu.url, args.users, args.seconds)
         targets = device_targets(emu.url, args.users, folder)
-        results: dict[str, list[float]] = {"bare": [], "harness": [], "harness_no_record": [], "wrk": []}
+        results: dict[str, list[dict[str, float]]] = {"bare": [], "harness": [], "harness_no_record": [], "wrk": []}
         for r in range(args.rounds):
-            results["bare"].append(run_bare(emu.url, targets, args.users, args.seconds))
+            results["bare"].append(run_bare(emu.url, targets, args.users, args.seconds, folder))
             results["harness"].append(run_harness(emu.url, scen, args.seconds, folder, record=True))
             results["harness_no_record"].append(run_harness(emu.url, scen, args.seconds, folder, record=False))
             results["wrk"].append(run_wrk(emu.url, targets, args.users, args.seconds, folder))
-            print(f"round {r + 1}: " + "  ".join(f"{k} {v[-1]:,.0f}" for k, v in results.items()), flush=True)
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"\nmedians over {args.rounds} rounds, req/s (generator on CPU 0, emulator on CPU 1, {args.users} users):")
-    for k, v in med.items():
-        print(f"  {k:18} {v:10,.0f}")
-    print(f"  harness / bare Locust           {med['harness'] / med['bare']:.3f}   (target >= 0.90)")
-    print(f"  recorder overhead 1 - B/C       {1 - med['harness'] / med['harness_no_record']:+.3f}   (target <= 0.05)")
-    print(f"  bare Locust / wrk               {med['bare'] / med['wrk']:.3f}")
+            print(f"round {r + 1}: " + "  ".join(f"{k} {v[-1]['rps']:,.0f}/s {v[-1]['cpu_us']:.0f}us"
+                                                 for k, v in results.items()), flush=True)
+    rps = {k: statistics.median(x["rps"] for x in v) for k, v in results.items()}
+    cpu = {k: statistics.median(x["cpu_us"] for x in v) for k, v in results.items()}
+    print(f"\nmedians over {args.rounds} rounds (generator on CPU 0, emulator on CPU 1, {args.users} users, "
+          f"steady window of each {args.seconds} s run):")
+    for k in results:
+        print(f"  {k:18} {rps[k]:10,.0f} req/s   {cpu[k]:8.1f} generator CPU us/request")
+    print(f"  harness / bare Locust, req/s            {rps['harness'] / rps['bare']:.3f}   (target >= 0.90)")
+    print(f"  bare / harness, CPU per request         {cpu['bare'] / cpu['harness']:.3f}   (the same ratio, noise-robust)")
+    print(f"  recorder overhead, req/s 1 - B/C        {1 - rps['harness'] / rps['harness_no_record']:+.3f}   (target <= 0.05)")
+    print(f"  recorder overhead, CPU B/C - 1          {cpu['harness'] / cpu['harness_no_record'] - 1:+.3f}")
+    print(f"  bare Locust / wrk, req/s                {rps['bare'] / rps['wrk']:.3f}")
 
 
 if __name__ == "__main__":
