@@ -23,6 +23,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/emulator.py
+	$(BIN)/python bench/generator.py
+	$(BIN)/python bench/recorder.py
+	$(BIN)/python bench/analysis.py
+	$(BIN)/python bench/report.py
+	$(BIN)/python bench/ceiling.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) reports/*/

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="losant-load",
         description="Load and throughput testing for the Losant REST API, with an embedded API emulator.",
-        epilog="Exit codes: 0 pass, 1 a pass criterion failed, 2 harness or configuration error.")
+        epilog="Exit codes: 0 pass, 1 a pass criterion failed (or a regression against --baseline), "
+               "2 harness or configuration error, or a run interrupted before its end.")
     parser.add_argument("--version", action="version", version=f"losant-load {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--worker", action="store_true", help="be a worker of a master elsewhere (see --master-host)")
     dist.add_argument("--master-host", default="127.0.0.1", help="with --worker: the master's address (default: %(default)s)")
     run.add_argument("--no-record", action="store_true", help=argparse.SUPPRESS)  # benchmarks: the recorder's cost
+    run.add_argument("--web-host", default="127.0.0.1", help="Locust web UI address (default: %(default)s, this machine only)")
     run.add_argument("--web-port", type=int, default=8089, help="Locust web UI port (default: %(default)s)")
 
     emu = sub.add_parser("emulator", help="serve the Losant API emulator", add_help=False)
@@ -103,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--headless", "--run-time", f"{max(1, round(duration))}s", "--only-summary",
                  "--loglevel", "WARNING", "--spawn-rate", str(scenario.ramp_up)]
     else:
-        argv += ["--web-port", str(args.web_port), "--spawn-rate", str(scenario.ramp_up)]
+        argv += ["--web-host", args.web_host, "--web-port", str(args.web_port), "--spawn-rate", str(scenario.ramp_up)]
+        print(f"losant-load: Locust web UI on http://{args.web_host}:{args.web_port} (Ctrl-C to quit)", file=sys.stderr)
     return _run_locust(argv)
 
 

@@ -283,3 +283,13 @@ def test_pause_over_the_wire(served: Any) -> None:
 def test_openapi_is_served(served: Any) -> None:
     doc = httpx.get(served.url + "/_emulator/openapi.json", timeout=5).json()
     assert doc["openapi"].startswith("3.") and "/applications/{applicationId}/devices/{deviceId}/state" in doc["paths"]
+
+
+def test_cli_bad_faults_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.emulator.cli import main  # noqa: PLC0415
+
+    f = tmp_path / "f.yaml"
+    f.write_text("operations: {'*': {error: {status: 418}}}\n")
+    assert main(["--faults", str(f), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(f) in err[0] and "operations.*.error.status" in err[0]

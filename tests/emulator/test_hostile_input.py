@@ -6,6 +6,7 @@ write the device's state history must be exactly as before (no partial writes).
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -149,8 +150,10 @@ def _raw(url: str, request: bytes) -> bytes:
         try:
             while chunk := s.recv(65536):
                 data += chunk
-                if b"\r\n\r\n" in data and len(data) > 200:
-                    break
+                head, sep, body = data.partition(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                if sep and length and len(body) >= int(length.group(1)):
+                    break  # one whole answer: the connection may stay open (keep-alive)
         except OSError:
             pass
     return data
@@ -172,6 +175,9 @@ def test_header_attacks(served: Any, name: str, raw: bytes) -> None:
         status = int(answer.split(b" ", 2)[1])
         assert 400 <= status < 500, answer[:300]
         assert b"Set-Cookie" not in answer and b"Injected" not in answer
+        body = answer.partition(b"\r\n\r\n")[2]
+        # requests the HTTP parser rejects never reach ASGI: uvicorn answers its own plain-text 400
+        assert body == b"Invalid HTTP request received." or "type" in __import__("orjson").loads(body), body[:200]
     assert b"200 OK" not in answer
     import httpx  # noqa: PLC0415
 
