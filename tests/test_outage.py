@@ -60,6 +60,7 @@ def test_emulator_killed_and_restarted_mid_run(tmp_path: Path) -> None:
     assert np.all((s.sent[failed] > down_at - 1) & (s.sent[failed] < up_at + 1))
     ok_after = state & (s.status == 200) & (s.sent > up_at + 1)
     assert ok_after.sum() > 30, "the run resumed after the restart"
+    assert 'alt="errors over time"' in (run.run_dir / "index.html").read_text(), "the report shows the outage"
     integrity = run.summary()["integrity"]
     assert integrity["checked"] and integrity["lost_writes"] == 0, integrity
     assert integrity["accepted"] > 50

@@ -326,7 +326,8 @@ class FaultInjector:
                 self.counts["paused"] += 1
             while (left := self.paused_until - self.clock()) > 0:
                 await self.sleep(min(left, 0.05))
-        fault = self.plan.for_operation(self.operation_of(scope["method"], scope["path"]))
+        ops = self.plan.operations
+        fault = self.plan.for_operation(self.operation_of(scope["method"], scope["path"])) if ops else None
         if fault is None:
             await self.app(scope, receive, send)
             return

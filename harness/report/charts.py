@@ -128,6 +128,21 @@ def throughput(times: np.ndarray, rps: Mapping[str, np.ndarray], active: np.ndar
 
 
 @styled
+def errors_over_time(times: np.ndarray, series: Mapping[str, np.ndarray], bucket: float) -> str:
+    """Failed calls per bucket, stacked by kind (http, throttled, connection, timeout, other)."""
+    fig, axes = _figure(10, 2.8)
+    ax = axes[0, 0]
+    names = list(series)
+    ax.stackplot(times, *[series[n] / bucket for n in names], labels=names,
+                 colors=PALETTE[: len(names)] * 10, alpha=0.85, step="post")
+    ax.legend(loc="upper right", ncols=min(len(names), 5))
+    ax.set_ylabel("failed calls / s")
+    ax.set_title(f"Errors over time by kind (per {bucket:g} s): fault periods show as bands")
+    _time_axis(ax, float(times[-1]) if len(times) else 0.0)
+    return to_data_uri(fig)
+
+
+@styled
 def percentile_series(times: np.ndarray, series: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
                       ops: Sequence[str], bucket: float) -> str:
     """Small multiples, one per operation: p50/p95/p99 corrected (solid) and response time (dashed)."""

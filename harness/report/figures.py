@@ -80,6 +80,7 @@ class Figures:
     lateness_curve: np.ndarray
     lateness_series: np.ndarray  # p99 lateness per bucket (s)
     errors: list[dict[str, object]] = field(default_factory=list)
+    error_series: dict[str, np.ndarray] = field(default_factory=dict)  # error kind -> count per bucket
 
     @property
     def duration(self) -> float:
@@ -161,8 +162,19 @@ def compute(samples: Samples, bucket: float | None = None) -> Figures:
         t0=t0, t_end=t_end, bucket=bucket, ops=[names[i] for i in order], rows=rows, total=total,
         times=np.arange(nb) * bucket, rps=rps, active_keys=active_keys(sent_idx, samples.key, nb),
         pct_series=pct, curves=curves, lateness=exact_percentiles(late_sorted), lateness_curve=_curve(late_sorted),
-        lateness_series=late_series, errors=error_groups(samples),
+        lateness_series=late_series, errors=error_groups(samples), error_series=error_series(samples, sent_idx, nb),
     )
+
+
+def error_series(samples: Samples, bucket_idx: np.ndarray, nb: int) -> dict[str, np.ndarray]:
+    """Failed calls per bucket by error kind: fault periods (an outage, a burst of 503s) show as bands."""
+    out: dict[str, np.ndarray] = {}
+    for code in np.unique(samples.error):
+        if code == 0:
+            continue
+        kind = samples.error_kinds[int(code)] if int(code) < len(samples.error_kinds) else f"kind {int(code)}"
+        out[kind] = np.bincount(bucket_idx[samples.error == code], minlength=nb)[:nb]
+    return out
 
 
 def active_keys(bucket_idx: np.ndarray, keys: np.ndarray, nb: int) -> np.ndarray:

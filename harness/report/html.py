@@ -229,7 +229,9 @@ def page(run: RunData, fig: Figures, comparison_html: str = "", top_ops: int = 6
                  "Rates divide by the run's duration; errors exclude 429s, which are counted as throttled.</p>"),
         throttles(run, fig),
         scheduler(run, fig, saturated),
-        _section("errors", "Errors", tables.errors(fig.errors, fig.t0)),
+        _section("errors", "Errors", tables.errors(fig.errors, fig.t0)
+                 + (_img(charts.errors_over_time(fig.times, fig.error_series, fig.bucket), "errors over time")
+                    if fig.error_series else "")),
         integrity(run),
     ]
     if comparison_html:
