@@ -113,7 +113,9 @@ def wrk(url: str, script: str, duration: int, connections: int, latency: bool = 
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    result = {"rps": rps, "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result = {"rps": rps, "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+              "errors": float(sum(int(x) for x in errors.groups())) if errors else 0.0}
     p50 = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out)
     if p50:
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]

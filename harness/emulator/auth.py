@@ -25,6 +25,7 @@ from .query import tag_filter_matches
 from .store import Store
 
 GATEWAY_CLASSES = frozenset(("gateway", "edgeCompute", "embedded"))
+HASH_CACHE_CAP = 65_536
 
 
 def hash_token(token: str) -> str:
@@ -63,7 +64,21 @@ class Principal:
 
 
 def key_allows(key: dict[str, Any], device: dict[str, Any]) -> bool:
-    """An access key with neither deviceIds nor deviceTags allows every device of its application."""
+    """An access key with neither deviceIds nor deviceTags allows every device of its application.
+
+    Memoised on the cached device document for the last key object asked about: the store
+    replaces a cached document by a new object whenever it is written (``put`` drops it from
+    the cache), so an identity match means neither the key nor the device changed since.
+    """
+    memo = device.get("_allows")
+    if memo is not None and memo[0] is key:
+        return memo[1]  # type: ignore[no-any-return]
+    allowed = _key_allows(key, device)
+    device["_allows"] = (key, allowed)  # memory only; ``_``-prefixed fields are never stored or shown
+    return allowed
+
+
+def _key_allows(key: dict[str, Any], device: dict[str, Any]) -> bool:
     ids = key.get("deviceIds") or []
     tags = key.get("deviceTags") or []
     if not ids and not tags:
@@ -80,6 +95,9 @@ class Auth:
         self.store = store
         self.clock = clock
         self.user_id = user_id_for(email)
+        # Authorization header -> sha256 of its token: a pure function, so it needs no invalidation
+        # (what the hash stands for is looked up live). Memory only, bounded, never persisted.
+        self._hashes: dict[bytes, str] = {}
 
     def mint(self, doc: dict[str, Any], ttl_s: float | None) -> str:
         """Store a new token's principal (by hash) and return the token string once."""
@@ -93,11 +111,17 @@ class Auth:
         """The caller behind an ``Authorization: Bearer`` header; 401 when absent or unusable."""
         if not authorization:
             raise unauthorized("Authorization header with a Bearer token is required")
-        text = authorization.decode("latin-1")
-        scheme, _, token = text.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise unauthorized("Authorization header must be 'Bearer <token>'")
-        doc = self.store.token(hash_token(token.strip()))
+        token_hash = self._hashes.get(authorization)
+        if token_hash is None:
+            text = authorization.decode("latin-1")
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise unauthorized("Authorization header must be 'Bearer <token>'")
+            token_hash = hash_token(token.strip())
+            if len(self._hashes) >= HASH_CACHE_CAP:
+                self._hashes.clear()
+            self._hashes[authorization] = token_hash
+        doc = self.store.token(token_hash)
         if doc is None:
             raise unauthorized("Invalid or unknown token")
         expires = doc.get("expiresAt")

@@ -37,9 +37,9 @@ _CONTENT_TYPE = b"content-type"
 
 def split_send_state(method: str, path: str) -> tuple[str, str] | None:
     """(application id, device id) when ``method path`` is a send-state call in its plain form."""
-    if method != "POST" or not path.endswith(_SUFFIX) or not path.startswith(_PREFIX):
+    if method != "POST" or path[-6:] != _SUFFIX or path[:14] != _PREFIX:
         return None
-    parts = path.split("/")
+    parts = path.split("/", 6)
     if len(parts) != 6 or parts[3] != "devices" or not parts[2] or not parts[4]:
         return None
     return parts[2], parts[4]

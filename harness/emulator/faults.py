@@ -39,7 +39,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Clock = Callable[[], float]
 
 PREFIX = "/_emulator/"
-ERROR_TYPES = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable"}
+# 401 simulates a token revoked or expired server-side: clients must authenticate again
+ERROR_TYPES = {401: "Unauthorized", 500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable"}
 _JSON = (b"content-type", b"application/json; charset=utf-8")
 
 
@@ -159,7 +160,8 @@ def _fault(node: Any, where: str, problems: list[str]) -> Fault:
         e = _keys(d["error"], {"rate", "status", "retry_after"}, where + ".error", problems)
         status = e.get("status", 503)
         if status not in ERROR_TYPES:
-            problems.append(f"{where}.error.status: {status!r} is not allowed; expected one of 500, 502, 503")
+            problems.append(f"{where}.error.status: {status!r} is not allowed; expected one of "
+                            f"{', '.join(map(str, ERROR_TYPES))}")
             status = 503
         retry = e.get("retry_after")
         if retry is not None:

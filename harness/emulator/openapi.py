@@ -61,6 +61,12 @@ QUERY_PARAMS: dict[str, tuple[str, ...]] = {
     "device.getCompositeState": ("start", "end", "attributes"), "application.archiveData": ("date",),
     "devices.export": ("email", "callbackUrl"),
 }
+#: typed query parameters (the rest are strings: times, filters, JSON-encoded ``query``)
+QUERY_TYPES: dict[str, dict[str, Any]] = {
+    "page": {"type": "integer", "minimum": 0}, "perPage": {"type": "integer", "minimum": 1},
+    "limit": {"type": "integer", "minimum": 1}, "since": {"type": "integer"}, "duration": {"type": "integer", "minimum": 0},
+    "sortDirection": {"enum": ["asc", "desc", "ASC", "DESC"]},
+}
 SUCCESS_STATUS: dict[str, str] = {"applications.post": "201", "applicationKeys.post": "201",
                                   "applicationApiTokens.post": "201", "devices.post": "201", "events.post": "201",
                                   "files.post": "201"}
@@ -142,7 +148,7 @@ def build_openapi(emu: Emulator) -> dict[str, Any]:
                               "tags": [route.operation.split(".")[0]]}
         params = [{"name": text, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
                   for is_param, text in route.parts if is_param]
-        params += [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+        params += [{"name": n, "in": "query", "required": False, "schema": QUERY_TYPES.get(n, {"type": "string"})}
                    for n in QUERY_PARAMS.get(route.operation, ())]
         if params:
             op["parameters"] = params
