@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .errors import too_large
-from .http import parse_json, send_success
+from .http import SUCCESS_END, SUCCESS_START, parse_json
 from .states import check_body, declared_types, rows_for
 
 if TYPE_CHECKING:
@@ -85,10 +85,11 @@ def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
         device = auth.device(principal, app_id, device_id, OPERATION)
         states = check_body(parse_json(body, content_type.decode("latin-1") if content_type is not None else None),
                             declared_types(device))
-        emu.throttle.check(OPERATION, {"device": device["id"], "application": device["applicationId"]})
+        emu.throttle.check_device(OPERATION, device["id"], device["applicationId"])
         rows = rows_for(device, states, emu.now_ms())
         if rows and not emu.should_drop_write():
             await emu.store.enqueue_states(rows)
-        await send_success(send)
+        await send(SUCCESS_START)  # send_success, inlined
+        await send(SUCCESS_END)
 
     return send_state

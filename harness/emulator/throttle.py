@@ -172,6 +172,38 @@ class Throttle:
         if len(self._state) > self._sweep_at:
             self.sweep()
 
+    def check_device(self, operation: str, device_id: str, application_id: str) -> None:
+        """``check(operation, {"device": device_id, "application": application_id})`` without the dict.
+
+        The send-state fast path: one counted limit keyed by device or application, the
+        sliding model, is handled inline; anything else goes through ``check``.
+        """
+        limits = self._counted.get(operation)
+        if limits is None or len(limits) != 1 or self._model is not _Sliding or limits[0].kind == "concurrency":
+            self.check(operation, {"device": device_id, "application": application_id})
+            return
+        limit = limits[0]
+        kind = limit.key
+        if kind == "device":
+            skey = (limit.name, device_id)
+        elif kind == "application":
+            skey = (limit.name, application_id)
+        else:
+            return  # a key kind this call does not have: skipped, as check() does
+        now = self.clock()
+        state = self._state.get(skey)
+        if state is None:
+            state = self._state[skey] = _Sliding()
+        times = state.times  # type: ignore[attr-defined]
+        edge = now - (limit.window or 0.0)
+        while times and times[0] <= edge:
+            times.popleft()
+        if len(times) >= limit.count:
+            raise throttled()
+        times.append(now)
+        if len(self._state) > self._sweep_at:
+            self.sweep()
+
     def size_cap(self, operation: str) -> int | None:
         """The byte cap of a size row for ``operation`` (answer or body), if any."""
         caps = [lim.count for lim in self.table.for_operation(operation) if lim.kind == "size"]

@@ -79,7 +79,9 @@ def _add_bounded(items: dict[str, Any]) -> None:
 
 @lru_cache(maxsize=None)
 def validator(name: str) -> Draft7Validator:
-    return Draft7Validator(load_schema(name))
+    # formats are checked where jsonschema can without extra packages (email); date-time and uri
+    # stay unchecked, as the API accepts any Date.parse-able time in many of them
+    return Draft7Validator(load_schema(name), format_checker=Draft7Validator.FORMAT_CHECKER)
 
 
 def _field(error: ValidationError, root: str) -> str:
