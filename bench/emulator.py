@@ -9,8 +9,11 @@ Runs alternate (bare, emulator, bare, ...) so that noise from other load hits bo
     own device token (provisioned through the API first); a Lua script rotates the
     devices round-robin so each stays under its 30 per 15 s limit (the device count is
     chosen from the measured bare rate: devices >= rate / 1.5).
-Prints req/s (median of 3 runs) for both, the ratio (target >= 0.5), the count of
-non-2xx answers, and the latency median at half the emulator's max rate. wrk2 is not
+Prints req/s (median of ``--runs``) for both, the ratio (target >= 0.5), the server CPU
+time per request (utime + stime of the server process from /proc over each measured run,
+divided by its requests: far less sensitive to other load on a shared machine than req/s)
+and its ratio, the count of non-2xx answers and of wrk socket errors (both must be 0), and
+the latency median at half the emulator's max rate. wrk2 is not
 in Debian, so the half-rate run is wrk with a per-connection think time (Lua
 ``delay()``): closed loop, rate = connections / (delay + latency); the achieved rate
 is printed next to the median.
@@ -123,6 +126,10 @@ def wrk(url: str, script: str, duration: int, connections: int, latency: bool = 
     return result
 
 
+def cpu_runs(runs: list[dict[str, float]]) -> str:
+    return ", ".join(f"{r['cpu_us']:.1f}" for r in runs)
+
+
 def provision(url: str, devices: int) -> list[str]:
     import httpx  # noqa: PLC0415
 
@@ -181,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         bare_runs = [r["rps"] for r in bare_all]
         emu_rps = statistics.median(r["rps"] for r in runs)
         non2xx = sum(r["non2xx"] for r in runs)
+        errors = sum(r.get("errors", 0.0) for r in runs + bare_all)
         half = emu_rps / 2
         think = 5  # ms per request per connection
         conns = max(1, round(half * think / 1000))
@@ -203,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{devices} devices; non-2xx {int(non2xx)}; provisioning {provision_s:.1f} s)")
     print(f"ratio              : {emu_rps / bare_rps:9.2f}  (target >= 0.50; median of per-pair ratios {pair_ratio:.2f})")
     print(f"server CPU/request : bare {bare_cpu:.1f} us, emulator {emu_cpu:.1f} us (ratio {bare_cpu / emu_cpu:.2f}; "
-          f"less sensitive to other load than req/s)")
+          f"less sensitive to other load than req/s; runs: bare {cpu_runs(bare_all)}, emulator {cpu_runs(runs)})")
+    print(f"wrk socket errors  : {int(errors)} (connect/read/write/timeout, all measured runs; must be 0)")
     print(f"latency p50 at half: {half_p50:9.3f} ms  (achieved {half_rate:.0f} req/s of {half:.0f} target; "
           f"{conns} connections x {think} ms think time, closed loop)")
     print(f"pinning            : server {'CPU 0' if pinned(0) else 'unpinned'}, wrk {'CPU 1' if pinned(1) else 'unpinned'}, "

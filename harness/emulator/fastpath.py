@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .errors import too_large
 from .http import SUCCESS_END, SUCCESS_START, parse_json
-from .states import check_body, declared_types, rows_for
+from .states import check_body, common_rows, declared_types, rows_for
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -83,10 +83,14 @@ def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
         auth.require_scope(principal, OPERATION)
         auth.application(principal, app_id)
         device = auth.device(principal, app_id, device_id, OPERATION)
-        states = check_body(parse_json(body, content_type.decode("latin-1") if content_type is not None else None),
-                            declared_types(device))
-        emu.throttle.check_device(OPERATION, device["id"], device["applicationId"])
-        rows = rows_for(device, states, emu.now_ms())
+        parsed = parse_json(body, content_type.decode("latin-1") if content_type is not None else None)
+        rows = common_rows(device, parsed, emu.now_ms())  # None: not the common shape, check it in full
+        if rows is None:
+            states = check_body(parsed, declared_types(device))
+            emu.throttle.check_device(OPERATION, device["id"], device["applicationId"])
+            rows = rows_for(device, states, emu.now_ms())
+        else:
+            emu.throttle.check_device(OPERATION, device["id"], device["applicationId"])
         if rows and not emu.should_drop_write():
             await emu.store.enqueue_states(rows)
         await send(SUCCESS_START)  # send_success, inlined

@@ -94,6 +94,30 @@ def declared_types(device: dict[str, Any]) -> dict[str, str]:
     return types
 
 
+_EXACT = {"number": (int, float), "string": (str,), "boolean": (bool,)}
+
+
+def common_rows(device: dict[str, Any], body: Any, now_ms: int) -> list[tuple[str, int, str]] | None:
+    """The rows of the commonest body, ``{"data": {...}}`` with declared names and exact types; else None.
+
+    For such a body ``check_body`` passes and ``rows_for`` keeps every value as it is
+    at ``now_ms``, so this gives the same rows without either; any other body (a
+    ``time``, an array, an undeclared name, a value to convert) answers None and takes
+    the general ``check_body`` + ``rows_for``.
+    """
+    if type(body) is not dict or len(body) != 1:
+        return None
+    data = body.get("data")
+    if type(data) is not dict:
+        return None
+    types = declared_types(device)
+    for name, value in data.items():
+        dtype = types.get(name)
+        if dtype is None or type(value) not in _EXACT.get(dtype, ()) or (dtype == "string" and len(value) > MAX_STRING):
+            return None
+    return [(device["id"], now_ms, orjson.dumps(data).decode())] if data else []
+
+
 def rows_for(device: dict[str, Any], states: list[dict[str, Any]], now_ms: int) -> list[tuple[str, int, str]]:
     """Rows (device_id, time ms, data JSON) to store; ignored states and attributes left out."""
     types = declared_types(device)
