@@ -30,9 +30,15 @@ from .config import DEFAULT_EMAIL, DEFAULT_PASSWORD, EmulatorConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.emulator", description="Losant REST API emulator")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    p = argparse.ArgumentParser(
+        prog="losant-load emulator",
+        description="Serve an emulator of the Losant REST API: auth, applications, keys, tokens, devices, "
+                    "state, commands, data queries, events and every throttled endpoint, enforcing the "
+                    "documented limits. It starts with one user account and nothing else.",
+        epilog="Point the official client at it: losantrest.Client(url='http://127.0.0.1:8080'). "
+               "Limits and the choices the documents leave open: docs/LIMITS.md; faults: docs/RELIABILITY.md.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s; 0 picks a free port)")
     p.add_argument("--email", default=None, help=f"login email (env LOSANT_EMULATOR_EMAIL, default {DEFAULT_EMAIL})")
     p.add_argument("--password", default=None, help="login password (env LOSANT_EMULATOR_PASSWORD, default: the documented one)")
     p.add_argument("--db", default=None, metavar="PATH", help="SQLite file (default: in memory)")
