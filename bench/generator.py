@@ -141,6 +141,22 @@ def run_harness(url: str, scen: Path, seconds: int, folder: Path, record: bool) 
     return _locust(cmd, dict(os.environ, LOSANT_EMAIL=EMAIL, LOSANT_PASSWORD=PASSWORD), folder, seconds)
 
 
+def run_workers(url: str, scen: Path, seconds: int, folder: Path, workers: int) -> float:
+    """The harness as a Locust master with N local worker processes (not pinned: they need the cores)."""
+    reports = Path(tempfile.mkdtemp(dir=folder))
+    prefix = Path(tempfile.mkdtemp(dir=folder)) / "s"
+    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "harness" / "locust_entry.py"), "--headless",
+           "--scenario", str(scen), "--yes", "--allow-exceeding-live-limits", "--reports-dir", str(reports),
+           "-t", f"{seconds}s", "--only-summary", "--loglevel", "ERROR", "--processes", str(workers),
+           "--csv", str(prefix), "--csv-full-history"]
+    subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, LOSANT_EMAIL=EMAIL, LOSANT_PASSWORD=PASSWORD),
+                   capture_output=True, text=True)
+    rows = [r for r in csv.DictReader(open(prefix.with_name("s_stats_history.csv"))) if r["Name"] == "Aggregated"]
+    points = [(float(r["Timestamp"]), float(r["Total Request Count"])) for r in rows]
+    steady = [p for p in points if points[0][0] + 3 <= p[0] <= points[-1][0] - 1]
+    return (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
+
+
 def run_wrk(url: str, targets: Path, users: int, seconds: int, folder: Path) -> float:
     lines = folder / "targets.txt"
     lines.write_text("".join(f"{p} {t}\n" for p, t in json.loads(targets.read_text())))
@@ -169,6 +185,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=50, help="concurrent users / connections (default: %(default)s)")
     ap.add_argument("--seconds", type=int, default=12, help="length of each run (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each generator; medians are reported")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the 1 vs 2 worker processes runs")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="genbench-"))
     limits = folder / "huge.yaml"
@@ -186,6 +203,14 @@ def main() -> None:
             results["wrk"].append(run_wrk(emu.url, targets, args.users, args.seconds, folder))
             print(f"round {r + 1}: " + "  ".join(f"{k} {v[-1]['rps']:,.0f}/s {v[-1]['cpu_us']:.0f}us"
                                                  for k, v in results.items()), flush=True)
+        scaling: dict[int, list[float]] = {1: [], 2: []}
+        if not args.no_scaling:
+            # the emulator stays on CPU 1; with 2 workers the generator side has to share it
+            for _ in range(max(1, args.rounds - 1)):
+                for n in (1, 2):
+                    scaling[n].append(run_workers(emu.url, scen, args.seconds, folder, n))
+            print("scaling: " + "  ".join(f"{n} worker(s) {statistics.median(v):,.0f} req/s" for n, v in scaling.items()
+                                          if v), flush=True)
     rps = {k: statistics.median(x["rps"] for x in v) for k, v in results.items()}
     cpu = {k: statistics.median(x["cpu_us"] for x in v) for k, v in results.items()}
     print(f"\nmedians over {args.rounds} rounds (generator on CPU 0, emulator on CPU 1, {args.users} users, "
@@ -197,6 +222,10 @@ def main() -> None:
     print(f"  recorder overhead, req/s 1 - B/C        {1 - rps['harness'] / rps['harness_no_record']:+.3f}   (target <= 0.05)")
     print(f"  recorder overhead, CPU B/C - 1          {cpu['harness'] / cpu['harness_no_record'] - 1:+.3f}")
     print(f"  bare Locust / wrk, req/s                {rps['bare'] / rps['wrk']:.3f}")
+    if scaling[1]:
+        one, two = statistics.median(scaling[1]), statistics.median(scaling[2])
+        print(f"  master + 1 worker: {one:,.0f} req/s; master + 2 workers: {two:,.0f} req/s ({two / one:.2f}x; "
+              f"2 cores in all, the emulator on one of them)")
 
 
 if __name__ == "__main__":
