@@ -41,6 +41,7 @@ class Prepared:
     exit_code: int | None = None
     master: Any = None
     collector: Any = None
+    interrupted: bool = False
     prepared_key: tuple[Any, ...] = ()
     summary_text: str = ""
     run_dirs: list[Path] = []
@@ -196,6 +197,7 @@ def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
         if state.target is not None:
             state.target.stop()
         sys.exit(2)
+    _install_interrupt(environment)
     print(f"losant-load: target {state.target.url} ({'live tenant' if state.target.live else 'embedded emulator'}), "
           f"{len(state.fleet.devices)} devices provisioned in application {state.fleet.application_id}", file=sys.stderr)
 
@@ -239,6 +241,37 @@ def _thaw_heap() -> None:
 def _live_snapshot(environment: Any) -> dict[str, Any]:
     ctx = getattr(environment, "losant", None)
     return ctx.live_snapshot() if ctx is not None else {"limits": [], "corrected_p99_ms": {}, "throttled_total": 0}
+
+
+def _install_interrupt(environment: Any) -> None:
+    """Ctrl-C stops the run the same way every time: users stop, what was gathered is judged and
+    marked incomplete, the report is written. (Left to Python, the KeyboardInterrupt lands in
+    whichever greenlet happens to run.) A second Ctrl-C quits at once."""
+    import os
+    import signal
+
+    import gevent
+
+    def interrupt() -> None:
+        if state.interrupted:
+            print("losant-load: interrupted again, quitting without a report", file=sys.stderr)
+            os._exit(2)
+        state.interrupted = True
+        print("\nlosant-load: interrupted: stopping, judging what was gathered (Ctrl-C again to quit at once)",
+              file=sys.stderr)
+        ctx = getattr(environment, "losant", None)
+        runner = environment.runner
+        if ctx is not None and runner is not None and runner.state in ("spawning", "running"):
+            ctx.incomplete = "interrupted before the planned end (SIGINT or SIGTERM)"
+        def stop() -> None:
+            if runner is not None:
+                runner.quit()
+            if environment.web_ui is not None:  # the web UI's greenlet is Locust's main one then
+                environment.web_ui.stop()
+
+        gevent.spawn(stop)
+
+    gevent.signal_handler(signal.SIGINT, interrupt)
 
 
 def _master_ingest(data: Any) -> None:

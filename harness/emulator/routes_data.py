@@ -9,7 +9,7 @@ import orjson
 from .aggregate import last_values, time_series, validate_aggregation
 from .errors import ApiError, validation
 from .routes_devices import select
-from .timeparse import format_time, resolve_query_time
+from .timeparse import MAX_MS, MIN_MS, format_time, resolve_query_time
 from .validation import validate
 
 if TYPE_CHECKING:
@@ -52,6 +52,11 @@ def time_series_query(emu: Emulator, req: Request) -> dict[str, Any]:
         start = _time(body.get("start"), now, 0, "start")
     else:
         start = end - int(body.get("duration") or DEFAULT_DURATION_MS)
+    for name, value in (("start", start), ("end", end)):
+        if not MIN_MS <= value <= MAX_MS:
+            raise validation(f"{name}: the query window must lie within years 1..9999 (check start, end and duration)")
+    if start > end:
+        raise validation("start: the query window starts after it ends")
     aggregation = body.get("aggregation", "MEAN")
     try:
         agg = validate_aggregation(aggregation)

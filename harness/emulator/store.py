@@ -174,8 +174,8 @@ class Store:
             self._loop = loop = asyncio.get_running_loop()
             loop.call_soon(self.flush)
         else:
-            # batch-mates reuse the first one's loop: asyncio.get_running_loop() costs a getpid()
-            # system call per call (CPython checks for a fork), ~9% of the server's CPU per request
+            # batch-mates reuse the first one's loop: asyncio.get_running_loop() makes a getpid()
+            # system call on every call (CPython's fork check); once per batch is enough
             loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         num = self.device_num
