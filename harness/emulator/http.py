@@ -162,7 +162,7 @@ def int_param(query: dict[str, Any], name: str, default: int, minimum: int | Non
         return default
     try:
         number = int(float(value)) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "1e400" is a float, but infinite
         raise validation(f"Query parameter {name} must be a number, got {str(value)[:40]!r}") from None
     if minimum is not None and number < minimum:
         raise validation(f"Query parameter {name} must be >= {minimum}")

@@ -102,15 +102,11 @@ def test_lenient_but_consistent(api: Api, world: dict[str, Any], clock: FakeCloc
     assert before <= _states(api, world) <= before + 1
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING states._fast_ok: isinstance(True, int) admits a boolean time; "
-                                       "deviceState.json says string|number|{$date} (fix in states.py)")
 def test_boolean_time_is_a_schema_violation(api: Api, world: dict[str, Any]) -> None:
     r = api.post(STATE.format(a=world["app"], d=world["d1"]), json={"data": {"temp": 1}, "time": True})
     assert r.status_code == 400
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING http.int_param: int(float('1e400')) raises OverflowError; the guard "
-                                       "answers 400 but counts an unexpected error (fix in http.py)")
 def test_infinite_limit_is_a_clean_validation_error(clock: FakeClock) -> None:
     api = make_api(clock)
     try:
