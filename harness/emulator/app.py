@@ -15,6 +15,7 @@ skips the router and the ``Request`` object; same checks, same answers, same gua
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import traceback
@@ -34,6 +35,7 @@ log = logging.getLogger("harness.emulator")
 _BODY_METHODS = frozenset(("POST", "PATCH", "PUT"))
 INTERNAL_ERROR = {"type": "InternalError", "message": "The emulator failed to process the request (an emulator bug, logged on the server)"}
 Clock = Callable[[], float]
+GC_EVERY_S = 10.0  # with automatic collection off (see cli.main), a full collection this often
 
 
 class Emulator:
@@ -66,6 +68,11 @@ class Emulator:
         except ApiError:
             return False
         return route.handler is send_state and route.operation not in self._public
+
+    async def _collect_garbage(self) -> None:
+        while True:
+            await asyncio.sleep(GC_EVERY_S)
+            gc.collect()
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -108,6 +115,8 @@ class Emulator:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if not gc.isenabled():  # the CLI took collection off the request path: collect on a timer
+                    self._collector = asyncio.get_running_loop().create_task(self._collect_garbage())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.store.flush()
