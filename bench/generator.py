@@ -186,6 +186,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=12, help="length of each run (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each generator; medians are reported")
     ap.add_argument("--no-scaling", action="store_true", help="skip the 1 vs 2 worker processes runs")
+    ap.add_argument("--recorder-only", action="store_true",
+                    help="only the recorder A/B: the harness with and without the recorder, alternating")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="genbench-"))
     limits = folder / "huge.yaml"
@@ -195,6 +197,22 @@ def main() -> None:
             os.sched_setaffinity(emu.proc.pid, {1})
         scen = scenario(folder, emu.url, args.users, args.seconds)
         targets = device_targets(emu.url, args.users, folder)
+        if args.recorder_only:
+            ab: dict[str, list[dict[str, float]]] = {"with": [], "without": []}
+            for r in range(args.rounds):
+                ab["with"].append(run_harness(emu.url, scen, args.seconds, folder, record=True))
+                ab["without"].append(run_harness(emu.url, scen, args.seconds, folder, record=False))
+                print(f"round {r + 1}: with {ab['with'][-1]['rps']:,.0f}/s {ab['with'][-1]['cpu_us']:.1f}us  "
+                      f"without {ab['without'][-1]['rps']:,.0f}/s {ab['without'][-1]['cpu_us']:.1f}us", flush=True)
+            w = statistics.median(x["rps"] for x in ab["with"])
+            wo = statistics.median(x["rps"] for x in ab["without"])
+            cw = statistics.median(x["cpu_us"] for x in ab["with"])
+            cwo = statistics.median(x["cpu_us"] for x in ab["without"])
+            pairs = sorted(1 - a["rps"] / b["rps"] for a, b in zip(ab["with"], ab["without"]))
+            print(f"\nrecorder overhead over {args.rounds} alternating pairs: req/s {w:,.0f} with, {wo:,.0f} without "
+                  f"-> {1 - w / wo:+.3f} (median of pairs {statistics.median(pairs):+.3f}; target <= 0.05); "
+                  f"CPU per request {cw:.1f} vs {cwo:.1f} us -> {cw / cwo - 1:+.3f}")
+            return
         results: dict[str, list[dict[str, float]]] = {"bare": [], "harness": [], "harness_no_record": [], "wrk": []}
         for r in range(args.rounds):
             results["bare"].append(run_bare(emu.url, targets, args.users, args.seconds, folder))

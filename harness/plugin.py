@@ -28,6 +28,7 @@ from harness.session import RunContext, user_counts
 log = logging.getLogger("losant-load")
 DEFAULT_SCENARIO = "scenarios/smoke.yaml"
 GC_EVERY = 10.0  # seconds between the run's garbage collections (automatic collection is off)
+GC_FULL_EVERY = 6  # every 6th is a full collection, followed by a freeze
 
 
 class Prepared:
@@ -221,9 +222,18 @@ def _freeze_heap() -> None:
     gc.disable()
 
     def collect() -> None:
+        # young generations often (short-lived cycles); a full collection once a minute, then
+        # freeze what survived, so the next full one walks only what is new (with a 100,000-device
+        # fleet a full walk of every reporter took ~0.5 s, which showed as lateness)
+        n = 0
         while True:
             gevent.sleep(GC_EVERY)
-            gc.collect()
+            n += 1
+            if n % GC_FULL_EVERY:
+                gc.collect(1)
+            else:
+                gc.collect()
+                gc.freeze()
 
     if state.collector is None:
         state.collector = gevent.spawn(collect)
@@ -344,6 +354,15 @@ def on_test_start(environment: Any, **_: Any) -> None:
         from harness.console import progress_loop
 
         ctx.progress = gevent.spawn(progress_loop, environment, ctx, getattr(opts, "run_time", None))
+
+
+@events.spawning_complete.add_listener
+def on_spawning_complete(**_: Any) -> None:
+    """Every user has claimed its devices: freeze those long-lived objects out of the collector's walks."""
+    import gc
+
+    if not gc.isenabled():
+        gc.freeze()
 
 
 @events.test_stop.add_listener
