@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import orjson
 
 from .validation import SCHEMA_DIR
+from .validation import collect_refs as _collect  # the sibling-file $ref walk, shared
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -109,18 +110,6 @@ def _load(name: str, components: dict[str, Any]) -> None:
     _collect(raw, refs)
     for ref in sorted(refs):
         _load(ref, components)
-
-
-def _collect(node: Any, found: set[str]) -> None:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/definitions/"):
-            found.add(ref.rsplit("/", 1)[1])
-        for v in node.values():
-            _collect(v, found)
-    elif isinstance(node, list):
-        for v in node:
-            _collect(v, found)
 
 
 def _errors_for(route: Route, public: bool) -> list[str]:

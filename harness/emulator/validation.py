@@ -26,16 +26,16 @@ def _load_raw(name: str) -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def _refs(node: Any, found: set[str]) -> None:
+def collect_refs(node: Any, found: set[str]) -> None:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/definitions/"):
             found.add(ref.rsplit("/", 1)[1])
         for value in node.values():
-            _refs(value, found)
+            collect_refs(value, found)
     elif isinstance(node, list):
         for value in node:
-            _refs(value, found)
+            collect_refs(value, found)
 
 
 @lru_cache(maxsize=None)
@@ -43,7 +43,7 @@ def load_schema(name: str) -> dict[str, Any]:
     """The schema with every sibling it refers to injected under ``definitions``."""
     schema = _load_raw(name)
     todo: set[str] = set()
-    _refs(schema, todo)
+    collect_refs(schema, todo)
     definitions: dict[str, Any] = {}
     while todo:
         ref = todo.pop()
@@ -52,7 +52,7 @@ def load_schema(name: str) -> dict[str, Any]:
         sub = _load_raw(ref)
         definitions[ref] = sub
         more: set[str] = set()
-        _refs(sub, more)
+        collect_refs(sub, more)
         todo |= more - set(definitions)
     if definitions:
         schema["definitions"] = {**schema.get("definitions", {}), **definitions}
