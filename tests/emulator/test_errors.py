@@ -104,7 +104,7 @@ PARAMS = st.dictionaries(st.sampled_from(["page", "perPage", "sortField", "sortD
                          st.text(max_size=10), max_size=3)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(route=st.sampled_from(PATHS), body=JSON, params=PARAMS, raw=st.booleans())
 def test_fuzzed_input_never_breaks_the_guard(api: Api, world: dict[str, Any], route: tuple[str, str], body: Any,
                                              params: dict[str, str], raw: bool) -> None:
