@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"losant-load emulator: {exc}", file=sys.stderr)
         return 2
     import uvicorn  # noqa: PLC0415
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
-        print(f"error: --host/--port: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
+        print(f"losant-load emulator: --host/--port: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
         return 2
     app = create_app(config)
     host, port = sock.getsockname()[:2]

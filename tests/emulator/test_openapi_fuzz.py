@@ -50,7 +50,6 @@ WORLD = _provision()
 schema = schemathesis.openapi.from_asgi("/_emulator/openapi.json", APP)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 SEEN: dict[str, int] = {}
-STATUSES: dict[int, int] = {}
 
 
 def test_description_covers_every_operation() -> None:
@@ -78,7 +77,6 @@ def test_fuzz(case: Any) -> None:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {WORLD['token']}"}
     before = EMU.unexpected_errors  # per case: one bug must not fail every later case
     response = case.call_and_validate(checks=CHECKS)
-    STATUSES[response.status_code] = STATUSES.get(response.status_code, 0) + 1
     assert response.status_code < 500 or response.status_code == 503, (op, response.status_code, response.text[:300])
     documented = case.operation.definition.raw["responses"]
     assert str(response.status_code) in documented, (op, response.status_code, response.text[:300])
@@ -87,12 +85,3 @@ def test_fuzz(case: Any) -> None:
         assert isinstance(body.get("type"), str) and isinstance(body.get("message"), str), body
         assert "Traceback" not in response.text
     assert EMU.unexpected_errors == before, "the top-level guard caught an emulator bug (see the log)"
-
-
-def test_fuzz_reached_every_operation_and_stayed_clean() -> None:
-    """Runs after test_fuzz (file order): counts for docs/RELIABILITY.md."""
-    if not SEEN:
-        pytest.skip("run with the fuzz test")
-    assert len(SEEN) == len(set(FAMILIES) | set(SPECIAL)) + 2
-    print(f"\nfuzz: {sum(SEEN.values())} cases over {len(SEEN)} operations; statuses {dict(sorted(STATUSES.items()))}")
-    assert 500 not in STATUSES
