@@ -5,6 +5,8 @@ is pinned to CPU 0 and sends the same request (a device's Send State with its de
 token) as fast as it can, one after the other, interleaved (A B C D, A B C D, ...):
 
   A  bare Locust: a FastHttpUser posting in a loop, no scheduler, no recorder
+  A' A without the cookie jar, as the harness's users run (the Losant API sets no
+     cookies): B/A' is the cost of the harness's own per-send Python alone
   B  the harness: `losant-load run` with its device users (timeline, ledger in `off`
      mode, state generator, sample recorder), pacing asking for more than it can send
   C  the harness with `--no-record` (B without the recorder): B/C is the recorder's cost
@@ -123,10 +125,14 @@ def _locust(cmd: list[str], env: dict[str, str], folder: Path, seconds: int) -> 
     return {"rps": requests / (t1 - t0), "cpu_us": (cpu_at(t1) - cpu_at(t0)) / requests * 1e6}
 
 
-def run_bare(url: str, targets: Path, users: int, seconds: int, folder: Path) -> dict[str, float]:
+def run_bare(url: str, targets: Path, users: int, seconds: int, folder: Path,
+             cookies: bool = True) -> dict[str, float]:
     cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "bare_locustfile.py"), "--headless",
            "-u", str(users), "-r", "1000", "-t", f"{seconds}s", "--host", url, "--only-summary", "--loglevel", "ERROR"]
-    return _locust(cmd, dict(os.environ, BENCH_TARGETS=str(targets)), folder, seconds)
+    env = dict(os.environ, BENCH_TARGETS=str(targets))
+    if not cookies:
+        env["BENCH_NO_COOKIES"] = "1"
+    return _locust(cmd, env, folder, seconds)
 
 
 def run_harness(url: str, scen: Path, seconds: int, folder: Path, record: bool) -> dict[str, float]:
@@ -213,9 +219,12 @@ def main() -> None:
                   f"-> {1 - w / wo:+.3f} (median of pairs {statistics.median(pairs):+.3f}; target <= 0.05); "
                   f"CPU per request {cw:.1f} vs {cwo:.1f} us -> {cw / cwo - 1:+.3f}")
             return
-        results: dict[str, list[dict[str, float]]] = {"bare": [], "harness": [], "harness_no_record": [], "wrk": []}
+        results: dict[str, list[dict[str, float]]] = {"bare": [], "bare_no_cookies": [], "harness": [],
+                                                      "harness_no_record": [], "wrk": []}
         for r in range(args.rounds):
             results["bare"].append(run_bare(emu.url, targets, args.users, args.seconds, folder))
+            results["bare_no_cookies"].append(run_bare(emu.url, targets, args.users, args.seconds, folder,
+                                                       cookies=False))
             results["harness"].append(run_harness(emu.url, scen, args.seconds, folder, record=True))
             results["harness_no_record"].append(run_harness(emu.url, scen, args.seconds, folder, record=False))
             results["wrk"].append(run_wrk(emu.url, targets, args.users, args.seconds, folder))
@@ -237,6 +246,8 @@ def main() -> None:
         print(f"  {k:18} {rps[k]:10,.0f} req/s   {cpu[k]:8.1f} generator CPU us/request")
     print(f"  harness / bare Locust, req/s            {rps['harness'] / rps['bare']:.3f}   (target >= 0.90)")
     print(f"  bare / harness, CPU per request         {cpu['bare'] / cpu['harness']:.3f}   (the same ratio, noise-robust)")
+    print(f"  harness / bare Locust without cookie jar {rps['harness'] / rps['bare_no_cookies']:.3f}   "
+          f"(CPU {cpu['bare_no_cookies'] / cpu['harness']:.3f}; the harness's own per-send Python)")
     print(f"  recorder overhead, req/s 1 - B/C        {1 - rps['harness'] / rps['harness_no_record']:+.3f}   (target <= 0.05)")
     print(f"  recorder overhead, CPU B/C - 1          {cpu['harness'] / cpu['harness_no_record'] - 1:+.3f}")
     print(f"  bare Locust / wrk, req/s                {rps['bare'] / rps['wrk']:.3f}")
