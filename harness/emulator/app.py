@@ -35,6 +35,7 @@ log = logging.getLogger("harness.emulator")
 _BODY_METHODS = frozenset(("POST", "PATCH", "PUT"))
 INTERNAL_ERROR = {"type": "InternalError", "message": "The emulator failed to process the request (an emulator bug, logged on the server)"}
 Clock = Callable[[], float]
+EMULATOR_PREFIX = "/_emulator/"
 GC_EVERY_S = 10.0  # with automatic collection off (see cli.main), a full collection this often
 
 
@@ -44,7 +45,7 @@ class Emulator:
     def __init__(self, config: EmulatorConfig, clock: Clock = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.store = Store(config.db_path)
+        self.store = Store(config.db_path, scratch=config.scratch_db)
         self.auth = Auth(self.store, clock, config.email)
         self.throttle = Throttle(config.limits, clock, config.effective_job_seconds)
         self.router = Router()
@@ -52,6 +53,9 @@ class Emulator:
         self._drop_credit = 0.0
         self._public: set[str] = set()
         self._delay_s = config.test_delay_ms / 1000
+        #: ASGI apps for paths under ``/_emulator/`` (the OpenAPI description), served before
+        #: routing on the general path; the real API has no such path, so nothing collides.
+        self.handlers: dict[str, Callable[..., Any]] = {}
         from . import routes  # noqa: PLC0415 - routes import app types
 
         routes.register(self)
@@ -104,8 +108,8 @@ class Emulator:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
-            fast = self._fast_send_state
-            if fast is not None and not self._delay_s:
+            fast = self._fast_send_state  # None with a test delay (see _fast_path_applies)
+            if fast is not None:
                 ids = split_send_state(scope["method"], scope["path"])
                 if ids is not None:
                     try:
@@ -133,6 +137,11 @@ class Emulator:
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         route_name = "?"
+        if self.handlers and scope["path"].startswith(EMULATOR_PREFIX):
+            handler = self.handlers.get(scope["path"])
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
         try:
             if self._delay_s:
                 await asyncio.sleep(self._delay_s)

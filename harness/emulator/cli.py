@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s; 0 picks a free port)")
     p.add_argument("--email", default=None, help=f"login email (env LOSANT_EMULATOR_EMAIL, default {DEFAULT_EMAIL})")
     p.add_argument("--password", default=None, help="login password (env LOSANT_EMULATOR_PASSWORD, default: the documented one)")
-    p.add_argument("--db", default=None, metavar="PATH", help="SQLite file (default: in memory)")
+    p.add_argument("--db", default=None, metavar="PATH",
+                   help="SQLite file that keeps the data (default: a scratch file, gone when the emulator stops)")
     p.add_argument("--limits", default=None, metavar="FILE", help="YAML overrides of the limits table (docs/LIMITS.md)")
     p.add_argument("--job-seconds", type=float, default=None, metavar="S", help="simulated job duration (concurrency limits)")
     p.add_argument("--quiet", action="store_true", help="log errors only")
@@ -76,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     password = args.password or os.environ.get("LOSANT_EMULATOR_PASSWORD") or DEFAULT_PASSWORD
     if len(password) < 8:
         raise ConfigError("--password: must be at least 8 characters (userCredentials.json)")
-    return EmulatorConfig(email=email, password=password, db_path=args.db, limits=limits, job_seconds=args.job_seconds,
+    return EmulatorConfig(email=email, password=password, db_path=args.db, scratch_db=args.db is None, limits=limits, job_seconds=args.job_seconds,
                           test_drop_fraction=args.test_drop_fraction, test_delay_ms=args.test_delay_ms,
                           faults=faults, admin=getattr(args, "admin", False), max_in_flight=getattr(args, "max_in_flight", 0))
 

@@ -24,7 +24,8 @@ class EmulatorConfig:
 
     email: str = DEFAULT_EMAIL
     password: str = DEFAULT_PASSWORD
-    db_path: str | None = None
+    db_path: str | None = None  # None: scratch (scratch_db) or in memory (in-process tests)
+    scratch_db: bool = False  # without db_path: an unlinked temporary file, freed when the process ends
     limits: LimitsTable = field(default_factory=LimitsTable)
     job_seconds: float | None = None
     max_body_bytes: int = 10 * MiB

@@ -6,7 +6,8 @@ dict, the ``Request`` object and two coroutine layers. It does exactly what the 
 path does, in the same order, with the same functions and the same answers:
 
 read the body (413 over the cap) -> token -> principal (401) -> scope (403) ->
-application (403/404) -> device and reach (403/404) -> Content-Type and JSON (400) ->
+application (403/404) -> device and reach (403/404) (``Auth.reach``, remembered while the
+store's resources are unchanged) -> Content-Type and JSON (400) ->
 body check (400) -> throttle per target device (429) -> rows -> group commit (the answer
 waits for the commit) -> ``{"success": true}``.
 
@@ -63,6 +64,8 @@ async def _rest_of_body(first: bytes, receive: Callable[[], Awaitable[dict[str, 
 def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
     """The fast handler for one emulator (auth, store and throttle are looked up per call, as the general path does)."""
     limit = emu.config.max_body_bytes
+    clock = emu.clock
+    may_drop = emu.config.test_drop_fraction > 0
 
     async def send_state(scope: dict[str, Any], receive: Any, send: Any, app_id: str, device_id: str) -> None:
         # body first: the general path reads it before authenticating (413 beats 401)
@@ -78,20 +81,16 @@ def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
                 authorization = value
             elif name == _CONTENT_TYPE:
                 content_type = value
-        auth = emu.auth
-        principal = auth.principal(authorization)
-        auth.require_scope(principal, OPERATION)
-        auth.application(principal, app_id)
-        device = auth.device(principal, app_id, device_id, OPERATION)
+        device = emu.auth.reach(authorization, app_id, device_id, OPERATION)
         parsed = parse_json(body, content_type.decode("latin-1") if content_type is not None else None)
-        rows = common_rows(device, parsed, emu.now_ms())  # None: not the common shape, check it in full
+        rows = common_rows(device, parsed, int(clock() * 1000))  # None: not the common shape, check it in full
         if rows is None:
             states = check_body(parsed, declared_types(device))
             emu.throttle.check_device(OPERATION, device["id"], device["applicationId"])
             rows = rows_for(device, states, emu.now_ms())
         else:
             emu.throttle.check_device(OPERATION, device["id"], device["applicationId"])
-        if rows and not emu.should_drop_write():
+        if rows and not (may_drop and emu.should_drop_write()):
             await emu.store.enqueue_states(rows)
         await send(SUCCESS_START)  # send_success, inlined
         await send(SUCCESS_END)

@@ -105,6 +105,11 @@ class FaultPlan:
     pause_s: float = 0.0
     max_in_flight: int = 0  # 0 = no cap
 
+    @property
+    def active(self) -> bool:
+        """Whether the plan changes anything: without it the emulator is served unwrapped."""
+        return bool(self.operations) or self.pause_s > 0 or self.max_in_flight > 0
+
     def for_operation(self, operation: str | None) -> Fault | None:
         """The operation's own entry wins over ``"*"``; they are not merged."""
         ops = self.operations
@@ -290,7 +295,7 @@ class FaultInjector:
         self.plan = plan
         self.rng = random.Random(plan.seed)
         self.paused_until = self.clock() + plan.pause_s if plan.pause_s else 0.0
-        self.active = bool(plan.operations) or plan.pause_s > 0 or plan.max_in_flight > 0
+        self.active = plan.active
 
     def pause(self, seconds: float) -> None:
         self.paused_until = self.clock() + seconds

@@ -1,6 +1,7 @@
 """The front of a served emulator: the fault middleware, ``/_emulator/openapi.json`` and the admin endpoint.
 
-``front(emu)`` is what the CLI and ``start_in_thread`` hand to uvicorn. The admin
+``front(emu)`` is what the CLI and ``start_in_thread`` hand to uvicorn: the emulator itself
+when no fault is planned and the admin endpoint is off, else the fault middleware around it. The admin
 endpoint ``GET/PUT/DELETE /_emulator/faults`` exists only with ``--admin`` and answers
 only loopback clients (others get the same 404 as an unknown path, so a scan learns
 nothing). The real API has no ``/_emulator`` path, so nothing a client does collides.
@@ -93,15 +94,25 @@ def known_operations(emu: Emulator) -> frozenset[str]:
 
 
 def front(emu: Emulator, plan: FaultPlan | None = None, admin: bool | None = None,
-          clock: Clock = time.monotonic) -> FaultInjector:
-    """Wrap an emulator for serving; plan and admin default to its config (``faults``, ``admin``)."""
+          clock: Clock = time.monotonic) -> Emulator | FaultInjector:
+    """The app to serve; plan and admin default to its config (``faults``, ``admin``).
+
+    With no fault planned and no admin endpoint (the default), the emulator is served
+    unwrapped, with ``/_emulator/openapi.json`` among its own handlers: the wrapper's
+    extra coroutine layer was measurable on the send-state hot path (bench/emulator.py).
+    """
     config = emu.config
     plan = plan if plan is not None else (getattr(config, "faults", None) or FaultPlan())
     max_in_flight = getattr(config, "max_in_flight", 0)
     if max_in_flight and not plan.max_in_flight:
         plan = FaultPlan(plan.operations, plan.seed, plan.pause_s, max_in_flight)
+    with_admin = admin if admin is not None else getattr(config, "admin", False)
+    openapi = openapi_handler(emu)
+    if not plan.active and not with_admin:
+        emu.handlers["/_emulator/openapi.json"] = openapi
+        return emu
     injector = FaultInjector(emu, plan, clock)
-    injector.handlers["/_emulator/openapi.json"] = openapi_handler(emu)
-    if admin if admin is not None else getattr(config, "admin", False):
+    injector.handlers["/_emulator/openapi.json"] = openapi
+    if with_admin:
         injector.handlers["/_emulator/faults"] = FaultsAdmin(injector, known_operations(emu))
     return injector

@@ -5,8 +5,13 @@ in-memory batch; one ``loop.call_soon`` flush writes the whole batch in a single
 transaction and only then resolves the requests' futures, so a request is answered
 only after its state is committed (an answered write survives ``kill -9``), while the
 commit cost is shared by every request parsed in the same loop iteration.
-WAL + ``synchronous=NORMAL``: a commit is in the WAL file before the answer; only a
-power loss (not a process kill) could lose the last transactions.
+With ``--db PATH``: WAL + ``synchronous=NORMAL``: a commit is in the WAL file before
+the answer; only a power loss (not a process kill) could lose the last transactions.
+Without it, a scratch file (``scratch=True``): in RAM-backed ``/dev/shm`` when there is one,
+unlinked as soon as it is open so even ``kill -9`` leaves nothing behind, journal in
+memory, no syncs, exclusive lock. Measured under bench/emulator.py's load, its commit
+costs about a third of an in-memory (``:memory:``) database's (12 vs 43 us per
+group-commit batch of ~21 rows); ``:memory:`` remains for in-process tests.
 
 Resource documents (applications, devices, keys, token metadata, events) are JSON
 in a ``doc`` column; only the columns queried by are real columns. Secrets are never
@@ -17,7 +22,9 @@ bounded and hold resources, never per-state data.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import tempfile
 from collections import OrderedDict
 from typing import Any, Iterable
 
@@ -52,6 +59,28 @@ def _dump(doc: dict[str, Any]) -> bytes:
     return orjson.dumps({k: v for k, v in doc.items() if not k.startswith("_")})
 
 
+def _scratch_db() -> sqlite3.Connection:
+    """A database in an unlinked temporary file (see the module docstring for why not ``:memory:``).
+
+    The journal is in memory and the lock exclusive, so SQLite never opens the file by
+    name again after the schema is written; unlinking it then is safe, and the kernel
+    frees it when the process ends, however it ends.
+    """
+    shm = "/dev/shm"
+    folder = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    fd, name = tempfile.mkstemp(prefix="losant-emulator-", suffix=".db", dir=folder)
+    os.close(fd)
+    try:
+        db = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=MEMORY")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        db.executescript(_SCHEMA)  # the first write takes the exclusive lock and keeps it
+    finally:
+        os.unlink(name)
+    return db
+
+
 class _Lru(OrderedDict):  # type: ignore[type-arg]
     def __init__(self, cap: int) -> None:
         super().__init__()
@@ -66,16 +95,24 @@ class _Lru(OrderedDict):  # type: ignore[type-arg]
 class Store:
     """All persistent state; ``path=None`` keeps it in memory for tests."""
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, scratch: bool = False) -> None:
         self.path = path
-        self.db = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False)
         if path:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+            self.db.executescript(_SCHEMA)
+        elif scratch:
+            self.db = _scratch_db()
+        else:
+            self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            self.db.executescript(_SCHEMA)
         self._cache: dict[str, _Lru] = {t: _Lru(CACHE_CAP) for t in _CACHED}
         self._tokens: _Lru = _Lru(CACHE_CAP)
         self._nums: _Lru = _Lru(CACHE_CAP)
+        #: Bumped by every write to a resource table (not by states, commands or logs): what
+        #: was decided from resources at one generation holds while it is unchanged (Auth.reach).
+        self.generation = 0
         self._pending: list[tuple[int, int, str]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the pending batch
@@ -87,6 +124,7 @@ class Store:
 
     # ---- generic documents -------------------------------------------------
     def put(self, table: str, id_: str, doc: dict[str, Any], **cols: Any) -> None:
+        self.generation += 1
         names = ["id", "doc", *cols]
         values = [id_, _dump(doc), *cols.values()]
         self.db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
@@ -115,6 +153,7 @@ class Store:
         return [orjson.loads(r[0]) for r in rows]
 
     def delete(self, table: str, id_: str) -> None:
+        self.generation += 1
         self.db.execute(f"DELETE FROM {table} WHERE id = ?", (id_,))
         if table in self._cache:
             self._cache[table].pop(id_, None)
@@ -125,6 +164,7 @@ class Store:
 
     # ---- tokens (by sha256 only) ---------------------------------------------
     def put_token(self, token_hash: str, doc: dict[str, Any]) -> None:
+        self.generation += 1
         self.db.execute("INSERT OR REPLACE INTO tokens (hash, application_id, api_token_id, device_id, doc) VALUES (?, ?, ?, ?, ?)",
                         (token_hash, doc.get("applicationId"), doc.get("apiTokenId"), doc.get("deviceId"), _dump(doc)))
         self._tokens.put(token_hash, doc)
@@ -147,6 +187,7 @@ class Store:
             self.put_token(token_hash, doc)
 
     def delete_tokens(self, column: str, value: str) -> None:
+        self.generation += 1
         self.db.execute(f"DELETE FROM tokens WHERE {column} = ?", (value,))
         self._tokens.clear()
 
@@ -253,6 +294,7 @@ class Store:
         self.delete("devices", device_id)
 
     def delete_application(self, application_id: str) -> None:
+        self.generation += 1
         self.flush()
         self.db.execute("BEGIN")
         for (device_id,) in self.db.execute("SELECT id FROM devices WHERE application_id = ?", (application_id,)).fetchall():

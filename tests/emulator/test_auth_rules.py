@@ -187,3 +187,38 @@ def test_user_auth_failures(api: Api) -> None:
         assert r.status_code == 401 and r.json() == {"type": "Unauthorized", "message": "Authentication failed"}
     r = api.post("/auth/user", token=None, json={"email": "admin@emulator.local"})
     assert r.status_code == 400 and "password" in r.json()["message"]
+
+
+def test_send_state_auth_is_never_remembered_past_a_change(api: Api, env: dict[str, Any], clock: FakeClock) -> None:
+    """The send-state fast path remembers a successful check (Auth.reach) until anything it read
+    changes: each change below must take effect on the very next call."""
+    a, d1, d2 = env["a"], env["d1"], env["d2"]
+
+    def send(token: str, device: str) -> int:
+        return api.post(f"/applications/{a}/devices/{device}/state", token=token, json=STATE).status_code
+
+    key = env["all_key"]
+    assert send(env["dev1"], d1) == send(env["dev1"], d1) == 200  # the second is a remembered hit
+    api.patch(f"/applications/{a}/keys/{key['id']}", json={"status": "inactive"})
+    assert send(env["dev1"], d1) == 401
+    api.patch(f"/applications/{a}/keys/{key['id']}", json={"status": "active"})
+    assert send(env["dev1"], d1) == 200
+
+    short = api.device_token(d2, key, tokenTTL=5)
+    assert send(short, d2) == send(short, d2) == 200
+    clock.advance(5)
+    assert send(short, d2) == 401
+
+    assert send(env["dev1_tagkey"], d1) == send(env["dev1_tagkey"], d1) == 200
+    api.patch(f"/applications/{a}/devices/{d1}", json={"tags": []})
+    assert send(env["dev1_tagkey"], d1) == 403
+
+    r = api.post(f"/applications/{a}/tokens", json={"name": "sender", "scope": ["device.sendState"]})
+    tid, app_tok = r.json()["id"], r.json()["token"]
+    assert send(app_tok, d2) == send(app_tok, d2) == 200
+    api.patch(f"/applications/{a}/tokens/{tid}", json={"status": "inactive"})
+    assert send(app_tok, d2) == 401
+
+    assert send(env["user"], d2) == 200
+    assert api.delete(f"/applications/{a}/devices/{d2}").status_code == 200
+    assert send(env["user"], d2) == 404
