@@ -239,12 +239,23 @@ def _freeze_heap() -> None:
         state.collector = gevent.spawn(collect)
 
 
+def _freeze_new() -> None:
+    """A user's long-lived setup (reporters, tokens, timeline) joins the frozen heap without a
+    walk (``gc.freeze`` moves what is tracked, in constant time). With a 100,000-device fleet
+    the first young collection after the users set up walked it for ~350 ms, and the first
+    full one ~490 ms (bench/fleet.py); garbage made during setup stays until the run ends."""
+    import gc
+
+    gc.freeze()
+
+
 def _thaw_heap() -> None:
     import gc
 
     if state.collector is not None:
         state.collector.kill(block=False)
         state.collector = None
+    gc.unfreeze()  # what the run froze is collectable again (the web UI may start another run)
     gc.enable()
 
 
@@ -344,6 +355,7 @@ def on_test_start(environment: Any, **_: Any) -> None:
     ctx = RunContext(state.scenario, state.fleet, state.target.login, state.limits, run_dir,
                      record=not opts.no_record)
     _freeze_heap()
+    ctx.on_user_ready = _freeze_new
     environment.losant = ctx
     if getattr(opts, "master", False):
         state.master = distributed.Master(environment, ctx)

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.fleet import Device, Fleet
 from harness.limits import LimitsTable
@@ -98,6 +98,10 @@ def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
     return counts
 
 
+def _nothing() -> None:
+    pass
+
+
 class RunContext:
     """Shared, mutable state of one run inside one Locust process."""
 
@@ -128,6 +132,9 @@ class RunContext:
         self.owned: set[int] | None = None  # distributed: unit indexes this worker drives
         self.owned_devices: list[Device] | None = None
         self.owner_version = 0
+        #: Called by a reporting user once its reporters, tokens and timeline exist (see
+        #: plugin._freeze_heap: the run freezes them out of the collector's reach).
+        self.on_user_ready: Callable[[], None] = _nothing
 
     # -- ownership (distributed runs) ------------------------------------------
     def set_owned(self, owned: set[int], version: int) -> None:

@@ -351,3 +351,19 @@ def test_operations_without_limits_cost_nothing_until_a_429() -> None:
     ledger.on_throttled("device.getCommand", dev("a"), 2.0, None)  # no window known: back off 1 s
     assert ledger.reserve("device.getCommand", dev("a"), 2.5) == 3.0
     assert ledger.reserve("device.getCommand", dev("b"), 2.5) == 2.5
+
+
+def test_a_large_fleet_is_pruned_a_little_at_a_time() -> None:
+    """20,000 devices report once, then only one keeps going: within a few passes of the
+    incremental sweep every silent device's entry is gone, and no single reservation
+    walks them all (each looks at a handful)."""
+    ledger = Ledger(TABLE, "respect")
+    for k in range(20_000):
+        ledger.reserve("device.sendState", dev(f"d{k}"), k * 0.001)
+    assert len(ledger._entries) == 20_000
+    t = 20.0
+    for _ in range(20_000 // 16 * 3):  # three passes' worth of reservations, well past two spans
+        t += 0.6
+        ledger.reserve("device.sendState", dev("busy"), t)
+    assert {value for _, value in ledger._entries} == {"busy"}
+    assert len(ledger) <= 2 * 29

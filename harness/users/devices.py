@@ -73,6 +73,7 @@ class ReportingUser(LosantUser):
         self.version = ctx.owner_version
         self.units = ctx.claim(self.claim_kind)
         self.reporters = ctx.reporters_for(self.units)
+        ctx.on_user_ready()
 
     def announce(self, status: str) -> None:
         """Set the connection status of the devices that connect themselves, when the class asks for it."""
@@ -139,6 +140,7 @@ class ReportingUser(LosantUser):
     def drive(self) -> None:
         ctx = self.ctx
         timeline = ctx.timeline_for(self.units)
+        ctx.on_user_ready()
         pool = Pool(self.pool_size) if self.pool_size > 1 else None
         reporters = self.reporters
         while ctx.owner_version == self.version:
