@@ -22,6 +22,7 @@ bounded and hold resources, never per-state data.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import sqlite3
 import tempfile
@@ -77,8 +78,18 @@ def _scratch_db() -> sqlite3.Connection:
         db.execute("PRAGMA locking_mode=EXCLUSIVE")
         db.executescript(_SCHEMA)  # the first write takes the exclusive lock and keeps it
     finally:
-        os.unlink(name)
+        try:
+            os.unlink(name)
+        except OSError:  # Windows cannot unlink an open file: remove it when the process exits
+            atexit.register(_remove_quietly, name)
     return db
+
+
+def _remove_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
 
 
 class _Lru(OrderedDict):  # type: ignore[type-arg]
@@ -93,7 +104,7 @@ class _Lru(OrderedDict):  # type: ignore[type-arg]
 
 
 class Store:
-    """All persistent state; ``path=None`` keeps it in memory for tests."""
+    """All persistent state: in the file ``path``, in a scratch file (``scratch``), or in memory (in-process tests)."""
 
     def __init__(self, path: str | None = None, scratch: bool = False) -> None:
         self.path = path
