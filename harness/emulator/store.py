@@ -26,6 +26,7 @@ import atexit
 import os
 import sqlite3
 import tempfile
+import threading
 from collections import OrderedDict
 from typing import Any, Iterable
 
@@ -92,6 +93,38 @@ def _remove_quietly(name: str) -> None:
         pass
 
 
+class _Checkpointer:
+    """Copies the WAL into the database file from a thread of its own, once a second.
+
+    Why: SQLite's automatic checkpoint runs inside the commit that crosses 1,000 WAL pages,
+    on the event loop, and writes and syncs the database file there; under a fleet that
+    was a stall every second or two. A passive checkpoint never blocks the writer (it
+    copies what no reader still needs and tries again later), and the sqlite3 module
+    releases the GIL while it runs. The commit itself stays on the loop: an answered
+    write is in the WAL.
+    """
+
+    def __init__(self, path: str, every_s: float = 1.0) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(path, every_s), name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: str, every_s: float) -> None:
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            while not self._stop.wait(every_s):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:  # busy or locked: the next round catches up
+                    pass
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 class _Lru(OrderedDict):  # type: ignore[type-arg]
     def __init__(self, cap: int) -> None:
         super().__init__()
@@ -108,11 +141,14 @@ class Store:
 
     def __init__(self, path: str | None = None, scratch: bool = False) -> None:
         self.path = path
+        self._checkpointer: _Checkpointer | None = None
         if path:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA wal_autocheckpoint=0")  # see _Checkpointer
             self.db.executescript(_SCHEMA)
+            self._checkpointer = _Checkpointer(path)
         elif scratch:
             self.db = _scratch_db()
         else:
@@ -131,6 +167,8 @@ class Store:
 
     def close(self) -> None:
         self.flush()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.db.close()
 
     # ---- generic documents -------------------------------------------------
