@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .errors import too_large
-from .http import SUCCESS_END, SUCCESS_START, parse_json
+from .http import SUCCESS_END, SUCCESS_START, parse_json, rest_of_body
 from .states import check_body, common_rows, declared_types, rows_for
 
 if TYPE_CHECKING:
@@ -46,21 +46,6 @@ def split_send_state(method: str, path: str) -> tuple[str, str] | None:
     return parts[2], parts[4]
 
 
-async def _rest_of_body(first: bytes, receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
-    chunks = [first]
-    size = len(first)
-    more = True
-    while more:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
 def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
     """The fast handler for one emulator (auth, store and throttle are looked up per call, as the general path does)."""
     limit = emu.config.max_body_bytes
@@ -72,7 +57,7 @@ def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
         message = await receive()
         body = message.get("body", b"")
         if message.get("more_body", False):
-            body = await _rest_of_body(body, receive, limit)
+            body = await rest_of_body(body, receive, limit)
         elif len(body) > limit:
             raise too_large(limit)
         authorization = content_type = None

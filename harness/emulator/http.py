@@ -26,15 +26,22 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         if len(body) > limit:
             raise too_large(limit)
         return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body"):
+    return await rest_of_body(body, receive, limit)
+
+
+async def rest_of_body(first: bytes, receive: Receive, limit: int) -> bytes:
+    """The body after its first chunk (the send-state fast path reads the first one itself)."""
+    chunks = [first]
+    size = len(first)
+    more = True
+    while more:
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise too_large(limit)
         chunks.append(chunk)
+        more = message.get("more_body", False)
     return b"".join(chunks)
 
 
