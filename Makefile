@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/ceiling.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/respect_rate.py
 
 clean:
 	rm -rf $(VENV) reports/*/

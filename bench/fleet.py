@@ -148,6 +148,9 @@ def main() -> None:
             print(f"  corrected latency p99   {r['summary']['overall']['corrected_latency_ms']['p99']:.1f} ms")
             print(f"  generator peak RSS {r['peak_rss_mb']:.0f} MB, CPU {r['cpu_s']:.0f} s "
                   f"= {r['cpu_s'] / (n / 1000) / (args.seconds / 60):.2f} CPU-s per 1,000 devices per minute")
+            integ = r["summary"].get("integrity") or {}
+            print(f"  integrity: {integ.get('statement', '?')}; read back in "
+                  f"{(integ.get('reads') or {}).get('seconds', float('nan')):.1f} s")
             emu_rss = r["emu_rss"]
             if emu_rss:
                 print(f"  emulator RSS start {emu_rss[0]:.0f} MB, max {max(emu_rss):.0f} MB, end {emu_rss[-1]:.0f} MB")

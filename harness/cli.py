@@ -48,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--yes", action="store_true", help="confirm a live-tenant run without asking (needed headless)")
     run.add_argument("--allow-exceeding-live-limits", action="store_true",
                      help="accept probe mode or rates above documented limits against a live tenant")
-    run.add_argument("--baseline", help="a previous run folder: the report compares against it and a regression fails the run")
+    run.add_argument("--baseline", help="a previous run folder of the same scenario and target: the run is compared "
+                                        "with it (as losant-load compare does) and a regression fails the run")
+    run.add_argument("--regression-threshold", type=float, metavar="FRACTION",
+                     help="with --baseline: a regression must exceed this relative change (default: 0.1)")
+    run.add_argument("--regression-min-change-ms", type=float, metavar="MS",
+                     help="with --baseline: a latency regression must also exceed this many ms (default: 2)")
     dist = run.add_argument_group("distributed runs (Locust master and workers)")
     dist.add_argument("--workers", type=int, metavar="N",
                       help="start a master and N local worker processes (one per core is sensible)")
@@ -65,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("args", nargs=argparse.REMAINDER)
 
     sub.add_parser("report", help="write index.html for a run folder (--baseline DIR adds a comparison)", add_help=False)
-    sub.add_parser("compare", help="compare two run folders; exit 1 on a regression", add_help=False)
+    sub.add_parser("compare", help="compare two run folders of one scenario: exit 1 on a regression beyond the "
+                                   "variation between stretches of the runs and the floors (compare --help)", add_help=False)
     ana = sub.add_parser("analyze", help="recompute summary.json from a run folder's samples",
                          description="Re-judge a finished run from its saved samples, optionally with other criteria.")
     ana.add_argument("run_dir", type=Path)
@@ -95,7 +101,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.master:
         argv += ["--master", "--expect-workers", str(args.expect_workers)]
     if args.baseline:
+        from harness.report.compare import check_run_folder, validate_options
+
+        try:  # before anything starts: a missing baseline is exit 2, not a run judged for nothing
+            check_run_folder(Path(args.baseline), "--baseline")
+        except FileNotFoundError as exc:
+            raise ConfigError(str(exc)) from None
+        bad = validate_options(0.1 if args.regression_threshold is None else args.regression_threshold,
+                               0.0 if args.regression_min_change_ms is None else args.regression_min_change_ms)
+        if bad:
+            raise ConfigError(bad.replace("--", "--regression-", 1))
         argv += ["--baseline", args.baseline]
+        if args.regression_threshold is not None:
+            argv += ["--regression-threshold", str(args.regression_threshold)]
+        if args.regression_min_change_ms is not None:
+            argv += ["--regression-min-change-ms", str(args.regression_min_change_ms)]
+    elif args.regression_threshold is not None or args.regression_min_change_ms is not None:
+        raise ConfigError("--regression-threshold and --regression-min-change-ms apply only with --baseline DIR")
     for flag in ("teardown", "yes", "allow_exceeding_live_limits", "no_record"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))

@@ -159,8 +159,7 @@ class Master:
             self.finals.add(data.get("worker", ""))
         if data.get("samples"):
             ctx.recorder.ingest(data["samples"])
-        for device, times in (data.get("accepted") or {}).items():
-            ctx.accepted.setdefault(device, []).extend(times)
+        ctx.accepted.merge(data.get("accepted") or {})
         ctx.throttled_count += int(data.get("throttled", 0))
         ctx.dropped += int(data.get("dropped", 0))
 
@@ -168,10 +167,7 @@ class Master:
 # -- worker -------------------------------------------------------------------------------
 def worker_payload(ctx: Any, sent: dict[str, int], worker: str = "", final: bool = False) -> dict[str, Any]:
     """What a worker ships: its samples since the last report, accepted states, counters (deltas)."""
-    accepted = {d: times[:] for d, times in ctx.accepted.items() if times}
-    for times in ctx.accepted.values():
-        times.clear()
-    out = {"samples": ctx.recorder.drain(), "accepted": accepted,
+    out = {"samples": ctx.recorder.drain(), "accepted": ctx.accepted.drain(),
            "throttled": ctx.throttled_count - sent.get("throttled", 0), "dropped": ctx.dropped - sent.get("dropped", 0),
            "worker": worker, "final": final}
     sent.update(throttled=ctx.throttled_count, dropped=ctx.dropped)

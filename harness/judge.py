@@ -25,6 +25,65 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def _epoch(value: Any) -> float | None:
+    """run.json times: ISO strings (or epoch seconds) -> epoch seconds; None if absent or unreadable."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value:
+        from datetime import datetime, timezone
+
+        try:
+            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+    return None
+
+
+def _planned_users(path: Path, workers: int) -> int | None:
+    """Locust users the scenario starts (as ``session.user_counts``, which imports Locust; judging does not)."""
+    import math
+
+    from harness.scenario import load_scenario
+
+    scenario = load_scenario(path)
+    fleet_users = workers
+    if not workers:
+        per_user = 2000  # session.DEVICES_PER_FLEET_USER
+        fleet_users = sum(math.ceil(c.total_devices / per_user) if scenario.fleet.mode == "multiplexed" else c.count
+                          for c in scenario.fleet.classes)
+    return (fleet_users + scenario.operators.count) or None
+
+
+def steady_hints(run_dir: Path, meta: dict[str, Any], scenario: dict[str, Any]) -> dict[str, Any]:
+    """What the folder knows of the ramp-up and the stop, for ``throughput.steady_window``.
+
+    Measured times first (``run.json``: ``spawning_complete`` and ``stopping``, written
+    by the harness since they were added); else the plan: the run's start, its duration,
+    and a ramp-up of users / spawn rate (``run.json`` ``users`` and ``spawn_rate``, or
+    the scenario's fleet, operators and ``ramp_up`` for older folders).
+    """
+    hints: dict[str, Any] = {"started": _epoch(meta.get("started")), "spawned": _epoch(meta.get("spawning_complete")),
+                             "stopping": _epoch(meta.get("stopping"))}
+    duration = meta.get("duration")
+    if isinstance(duration, (int, float)) and duration > 0:
+        hints["planned_duration"] = float(duration)
+    users, rate = meta.get("users"), meta.get("spawn_rate")
+    if not (isinstance(users, int) and users > 0):
+        users = None
+        try:
+            workers = sum(1 for e in meta.get("workers") or [] if isinstance(e, dict) and e.get("event") == "joined")
+            users = _planned_users(run_dir / "scenario.yaml", workers)
+        except Exception:  # an old or hand-edited scenario: no planned ramp-up, measured times only
+            users = None
+    if not (isinstance(rate, (int, float)) and rate > 0):
+        rate = scenario.get("ramp_up")
+    if users and isinstance(rate, (int, float)) and rate > 0:
+        hints["ramp_s"] = users / float(rate)
+        hints["ramp_note"] = f"{users:,} users at {float(rate):g}/s"
+    return {k: v for k, v in hints.items() if v is not None}
+
+
 def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = None) -> dict[str, Any]:
     """Analyse the folder's samples and evaluate the criteria; returns the summary document."""
     from harness.analysis.summary import build_summary
@@ -57,7 +116,8 @@ def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = 
     }
     samples = read_samples(run_dir)
     pacing = (scenario.get("pacing") or {}).get("throttle", "respect")
-    summary = build_summary(samples, limits, info, criteria, _read_json(run_dir / "integrity.json"), pacing_mode=pacing)
+    summary = build_summary(samples, limits, info, criteria, _read_json(run_dir / "integrity.json"), pacing_mode=pacing,
+                            steady=steady_hints(run_dir, meta, scenario))
     if meta.get("incomplete"):
         # an interrupted run never passes: its figures cover only part of the plan
         summary.update(complete=False, incomplete_reason=meta["incomplete"], passed=False)
@@ -84,6 +144,13 @@ def rejudge(run_dir: Path, criteria_file: Path | None = None) -> dict[str, Any]:
     else:
         scenario = yaml.safe_load((run_dir / "scenario.yaml").read_text(encoding="utf-8")) or {}
         criteria = parse_criteria(scenario.get("criteria"), where=f"{run_dir / 'scenario.yaml'}: criteria")
+    old_summary = _read_json(run_dir / "summary.json")
+    previous = old_summary.get("regression") if isinstance(old_summary, dict) else None
     summary = judge_run(run_dir, criteria=criteria)
+    if isinstance(previous, dict) and previous.get("baseline"):  # a run judged against --baseline stays judged so
+        from harness.report.compare import apply_baseline
+
+        floors = {k: previous[k] for k in ("threshold", "min_change_ms") if isinstance(previous.get(k), (int, float))}
+        apply_baseline(summary, Path(previous["baseline"]), run_dir, **floors)
     write_summary(run_dir, summary)
     return summary

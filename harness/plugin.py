@@ -70,6 +70,10 @@ def add_arguments(parser: Any, **_: Any) -> None:
                        help="allow probe mode or rates above documented limits against a live tenant")
     group.add_argument("--baseline", default="", include_in_web_ui=False,
                        help="a previous run folder: the report compares against it; a regression fails the run")
+    group.add_argument("--regression-threshold", type=float, default=None, include_in_web_ui=False,
+                       help="with --baseline: relative floor of a regression (default: compare's, 0.1)")
+    group.add_argument("--regression-min-change-ms", type=float, default=None, include_in_web_ui=False,
+                       help="with --baseline: absolute floor of a latency regression in ms (default: compare's)")
     group.add_argument("--no-record", action="store_true", include_in_web_ui=False,
                        help="benchmarks only: keep no samples (no analysis, no report), to measure the recorder's cost")
     group.add_argument("--teardown", action="store_true", include_in_web_ui=False,
@@ -90,6 +94,8 @@ def _load(options: Any) -> None:
     if options.headless and not options.run_time:
         options.run_time = max(1, round(scenario.duration))  # a headless run ends by itself
     state.scenario, state.scenario_path = scenario, path
+    if getattr(options, "baseline", ""):
+        _check_baseline(options, scenario)  # before anything starts: a wrong baseline is exit 2, no run
     limits_file = options.limits or (scenario.target.limits if scenario.target.kind == "emulator" else None)
     state.limits = load_limits(limits_file)
     from harness.safety import pacing_warnings
@@ -109,6 +115,41 @@ def _load(options: Any) -> None:
                             plan_devices(scenario), application_id=state.target.application_id,
                             operator_token=scenario.operators.count > 0)
     state.prepared_key = _prepared_key(options)
+
+
+def _check_baseline(options: Any, scenario: Any) -> None:
+    """``--baseline``: a run folder with samples, of the same scenario and target as this run."""
+    from harness.report.compare import (
+        check_run_folder,
+        identity_problem,
+        run_identity,
+        scenario_identity,
+        validate_options,
+    )
+
+    try:
+        check_run_folder(Path(options.baseline), "--baseline")
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    problem = identity_problem(run_identity(Path(options.baseline)), scenario_identity(scenario.to_dict()),
+                               f"baseline {options.baseline}", "this run")
+    if problem:
+        raise ConfigError(f"--baseline: cannot judge a regression between runs of {problem}; use a baseline of "
+                          "the same scenario and target (or compare afterwards with losant-load compare --force)")
+    opts = _compare_options(options)
+    bad = validate_options(opts.get("threshold", 0.1), opts.get("min_change_ms", 2.0))
+    if bad:
+        raise ConfigError(bad.replace("--threshold", "--regression-threshold").replace(
+            "--min-change-ms", "--regression-min-change-ms"))
+
+
+def _compare_options(options: Any) -> dict[str, Any]:
+    out = {}
+    if getattr(options, "regression_threshold", None) is not None:
+        out["threshold"] = options.regression_threshold
+    if getattr(options, "regression_min_change_ms", None) is not None:
+        out["min_change_ms"] = options.regression_min_change_ms
+    return out
 
 
 def _workers(options: Any) -> int:
@@ -199,8 +240,20 @@ def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
             state.target.stop()
         sys.exit(2)
     _install_interrupt(environment)
+    _hide_locust_tables(environment.parsed_options)
     print(f"losant-load: target {state.target.url} ({'live tenant' if state.target.live else 'embedded emulator'}), "
           f"{len(state.fleet.devices)} devices provisioned in application {state.fleet.application_id}", file=sys.stderr)
+
+
+def _hide_locust_tables(options: Any) -> None:
+    """Headless: Locust's own statistics tables are not printed (``--print-stats`` brings them back).
+
+    They are approximate (rounded percentiles) and count every 429 as a failure, which is not
+    this harness's vocabulary (errors = failures other than 429; throttled = 429). The exact
+    figures are in the verdict printed at the end, summary.json and the report; Locust's
+    table stays in the run folder as ``locust_stats.csv`` for those who know its format."""
+    if getattr(options, "headless", False) and not getattr(options, "print_stats", False):
+        logging.getLogger("locust.stats_logger").disabled = True
 
 
 def _freeze_heap() -> None:
@@ -370,11 +423,27 @@ def on_test_start(environment: Any, **_: Any) -> None:
 
 @events.spawning_complete.add_listener
 def on_spawning_complete(**_: Any) -> None:
-    """Every user has claimed its devices: freeze those long-lived objects out of the collector's walks."""
-    import gc
+    """Every user has claimed its devices: freeze those long-lived objects out of the collector's walks.
 
+    The moment is also the end of the ramp-up: the steady window for throughput starts here."""
+    import gc
+    import time
+
+    ctx = getattr(_ENV.get("env"), "losant", None)
+    if ctx is not None and getattr(ctx, "spawned_at", None) is None:
+        ctx.spawned_at = time.time()
     if not gc.isenabled():
         gc.freeze()
+
+
+@events.test_stopping.add_listener
+def on_test_stopping(environment: Any, **_: Any) -> None:
+    """Users are about to be told to stop: the steady window for throughput ends here."""
+    import time
+
+    ctx = getattr(environment, "losant", None)
+    if ctx is not None and getattr(ctx, "stopping_at", None) is None:
+        ctx.stopping_at = time.time()
 
 
 @events.test_stop.add_listener
@@ -394,10 +463,10 @@ def on_test_stop(environment: Any, **_: Any) -> None:
         ctx.progress.kill(block=False)
     try:
         baseline = Path(environment.parsed_options.baseline) if environment.parsed_options.baseline else None
-        summary = finish_run(environment, ctx, state.target, baseline)
-        regression = (summary.get("comparison") or {}).get("verdict") == "regression"
-        code = 0 if summary.get("passed") and not regression else 1
-        if summary.get("complete") is False:
+        summary = finish_run(environment, ctx, state.target, baseline, _compare_options(environment.parsed_options))
+        regression = (summary.get("regression") or {}).get("verdict")
+        code = 0 if summary.get("passed") and regression != "regression" else 1
+        if summary.get("complete") is False or regression == "not compared":
             code = 2
         state.summary_text = format_summary(summary, ctx.run_dir)
         if not getattr(environment.parsed_options, "headless", False):

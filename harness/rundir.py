@@ -59,7 +59,8 @@ def write_run_info(run_dir: Path, scenario: Any, limits: Any, duration: float | 
     (run_dir / "run.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
 
 
-def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = None) -> dict[str, Any]:
+def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = None,
+               compare_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Close the samples, check integrity, analyse, write summary and report; return the summary."""
     from harness.analysis.summary import write_summary
     from harness.judge import judge_run
@@ -74,23 +75,33 @@ def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = 
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     info.update(ended=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), dropped_sends=ctx.dropped,
                 incomplete=getattr(ctx, "incomplete", None))
+    # the ramp-up's end and the stop's start bound the steady window of throughput (judge.steady_hints)
+    for name, attr in (("spawning_complete", "spawned_at"), ("stopping", "stopping_at")):
+        at = getattr(ctx, attr, None)
+        if isinstance(at, (int, float)):
+            info[name] = datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
+    opts = getattr(environment, "parsed_options", None)
+    for name, attr in (("users", "num_users"), ("spawn_rate", "spawn_rate")):
+        value = getattr(opts, attr, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            info.setdefault(name, value)
     if getattr(ctx, "worker_events", None):
         info["workers"] = [{**e, "at": datetime.fromtimestamp(e["at"], timezone.utc).isoformat(timespec="milliseconds")}
                            for e in ctx.worker_events]
     info_path.write_text(json.dumps(info, indent=1), encoding="utf-8")
     write_locust_stats(environment, run_dir)
     (run_dir / "fleet.json").write_text(json.dumps(ctx.fleet.public(), indent=2), encoding="utf-8")
-    integrity = read_back(target.url, ctx.fleet, ctx.accepted)
+    integrity = read_back(target.url, ctx.fleet, ctx.accepted, ctx.scenario.integrity.sample,
+                          {c.name: c.attributes[0].name if c.attributes else None for c in ctx.scenario.fleet.classes})
     (run_dir / "integrity.json").write_text(json.dumps(integrity, indent=2), encoding="utf-8")
     summary = judge_run(run_dir, ctx.limits, ctx.scenario.criteria)
-    if baseline is not None:
-        from harness.report import compare_runs
+    comparison = None
+    if baseline is not None:  # a regression fails the run: summary.passed, failed_because, regression block
+        from harness.report.compare import apply_baseline
 
-        result = compare_runs(baseline, run_dir)
-        summary["comparison"] = {"baseline": str(baseline), "method": result["method"],
-                                 "verdict": result["verdict"], "regressions": result["regressions"]}
+        comparison = apply_baseline(summary, baseline, run_dir, **(compare_options or {}))
     write_summary(run_dir, summary)
     from harness.report import write_report
 
-    write_report(run_dir, baseline)
+    write_report(run_dir, baseline if comparison is not None else None, comparison)
     return summary

@@ -125,6 +125,7 @@ def pacing_warnings(scenario: Any, limits: LimitsTable) -> list[str]:
             asked = 1.0 / cls.report_interval
             if asked > allowed:
                 out.append(f"fleet.classes[{cls.name}].report_interval asks for {asked:.3g} states/s per device; "
-                           f"respect mode sends at most {allowed:.3g}/s ({lim.name}: {lim.count} per {lim.window:g} s "
-                           f"less the {scenario.pacing.margin:.1%} margin) and counts the rest as dropped")
+                           f"respect mode sends at most {allowed:.3g}/s ({lim.name}: {lim.count} per {lim.window:g} s"
+                           + (f" less the {scenario.pacing.margin:.1%} margin" if scenario.pacing.margin else "")
+                           + ") and counts the rest as dropped")
     return out

@@ -23,12 +23,12 @@ from typing import Any, Callable
 from harness.fleet import Device, Fleet
 from harness.limits import LimitsTable
 from harness.provision import Login
+from harness.readback import AcceptedLog
 from harness.record import Recorder
-from harness.schedule import FleetTimeline, Ledger, device_streams, stable_seed
+from harness.schedule import FleetTimeline, Ledger, Ticket, device_streams, stable_seed
 from harness.scenario import Scenario, device_rng, make_state_generator
 from harness.users.devices import Reporter
 
-INTEGRITY_SAMPLE = 25  # devices whose accepted states are read back after the run
 DEVICES_PER_FLEET_USER = 2000
 SPILL_ROWS = 200_000
 
@@ -111,6 +111,8 @@ class RunContext:
         self.run_dir = run_dir
         pacing = scenario.pacing
         self.off = pacing.throttle == "off"
+        self.paced = not self.off  # every call is admitted by the ledger at its actual send time
+        self.probing = pacing.throttle == "probe"  # probed limits are also reserved on planned times
         self.ledger = Ledger(limits, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
         # 200,000-row chunks: a spill to disk pauses the event loop for ~25 ms, once per 200,000
         # requests, too rare to move the lateness p99 (a 1,000,000-row chunk pauses ~120 ms)
@@ -123,11 +125,10 @@ class RunContext:
         self.start = time.time() if start is None else start
         self.position = {p.name: i for c in scenario.fleet.classes for i, p in enumerate(c.devices(scenario.run_tag))}
         self.classes = {c.name: c for c in scenario.fleet.classes}
-        devices = fleet.devices
-        self.integrity_ids = {d.id for d in devices[:: max(1, len(devices) // INTEGRITY_SAMPLE)][:INTEGRITY_SAMPLE]}
-        self.accepted: dict[str, list[int]] = {i: [] for i in self.integrity_ids}
+        # every accepted state of every device, 4 bytes each: what the integrity check reads back
+        self.accepted = AcceptedLog(int(self.start * 1000))
         self.throttled_count = 0
-        self.dropped = 0  # open-loop sends the throttle ledger could not fit in their slot
+        self.dropped = 0  # open-loop sends the throttle ledger could not fit in their slot (never sent)
         self._keys: dict[str, dict[str, str]] = {}
         self.owned: set[int] | None = None  # distributed: unit indexes this worker drives
         self.owned_devices: list[Device] | None = None
@@ -155,9 +156,7 @@ class RunContext:
         return live_snapshot(self.recorder.samples(), self.limits)
 
     def accepted_states(self, device_id: str, times_ms: list[int]) -> None:
-        log = self.accepted.get(device_id)
-        if log is not None:
-            log.extend(times_ms)
+        self.accepted.add(device_id, times_ms)
 
     # -- pacing ----------------------------------------------------------------
     def keys_for(self, key: str) -> dict[str, str]:
@@ -168,17 +167,29 @@ class RunContext:
         return keys
 
     def reserve(self, op: str, key: str, desired: float) -> float:
+        """A planned time for the probed limits (probe mode); ``desired`` otherwise."""
+        if not self.probing:
+            return desired
         return self.ledger.reserve(op, self.keys_for(key), desired)
 
     def try_reserve(self, op: str, key: str, desired: float, latest: float) -> float | None:
-        """An open-loop send the limits cannot fit before ``latest`` is dropped and counted, not queued
-        (a queue would grow without end when a schedule asks for more than a limit allows)."""
-        if self.off:
+        """An open-loop send the probed limits cannot fit before ``latest`` is dropped and counted, not
+        queued (a queue would grow without end when a schedule asks for more than a limit allows).
+        Outside probe mode: ``desired`` (the limits are kept by ``admit`` at the actual send time)."""
+        if not self.probing:
             return desired
         t = self.ledger.try_reserve(op, self.keys_for(key), desired, latest)
         if t is None:
             self.dropped += 1
         return t
+
+    def admit(self, op: str, key: str, now: float) -> Ticket | float:
+        """Respect the limits on actual send time: a ticket when the call may go ``now`` (hand it to
+        ``done`` with the answer), else the earliest time it might (``Ledger.admit``)."""
+        return self.ledger.admit(op, self.keys_for(key), now)
+
+    def done(self, ticket: Ticket, ended_at: float) -> None:
+        self.ledger.done(ticket, ended_at)
 
     def throttled(self, op: str, key: str, at: float, retry_after: float | None) -> None:
         self.throttled_count += 1

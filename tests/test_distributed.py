@@ -77,7 +77,10 @@ def test_two_workers_report_every_device_once_and_merge_one_report(tmp_path: Pat
         assert np.min(np.diff(times)) > 0.2, f"{device} was driven twice"
     summary = run.summary()
     assert summary["overall"]["count"] == len(read_samples(run.run_dir).op)
-    assert summary["integrity"]["lost_writes"] == 0
+    integrity = summary["integrity"]
+    assert integrity["lost_writes"] == 0
+    # the workers' accepted states reached the master: every device that reported was read back
+    assert integrity["coverage"] == "all" and integrity["devices_checked"] == integrity["devices_total"] == DEVICES
     events = json.loads((run.run_dir / "run.json").read_text())["workers"]
     assert sum(e["event"] == "joined" for e in events) == 2 and not any(e["event"] == "left" for e in events)
     assert "Distributed over 2 Locust workers" in (run.run_dir / "index.html").read_text()

@@ -173,7 +173,7 @@ def test_malformed_field_is_refused_with_precise_message(path: str, value: Any, 
 def test_base_is_valid() -> None:
     s = parse_scenario(base(), SRC)
     assert s.run_tag == "x" and s.duration == 60.0 and s.ramp_up == 50.0
-    assert s.pacing.throttle == "respect" and s.pacing.margin == 0.025
+    assert s.pacing.throttle == "respect" and s.pacing.margin == 0.0
     assert s.fleet.classes[0].jitter == 0.1 and s.fleet.classes[0].command_poll_interval is None
 
 
@@ -192,7 +192,7 @@ def test_unknown_keys_get_did_you_mean() -> None:
     data["pacing"] = {"throtle": "off"}
     assert problems_of(data) == [
         "scenarios/x.yaml: durration: unknown field (did you mean 'duration'?); allowed: name, description, target, "
-        "duration, ramp_up, run_tag, seed, fleet, operators, pacing, criteria",
+        "duration, ramp_up, run_tag, seed, fleet, operators, pacing, integrity, criteria",
         "scenarios/x.yaml: fleet.classes[0].reprot_interval: unknown field (did you mean 'report_interval'?); "
         "allowed: name, count, kind, peripherals, tags, attributes, report_interval, jitter, batch_size, "
         "command_poll_interval, connection_status",

@@ -94,8 +94,11 @@ def test_lost_writes_are_detected_and_fail_the_run(tmp_path: Path) -> None:
     assert run.code == 1, run.output[-3000:]
     integrity = run.summary()["integrity"]
     assert integrity["checked"] is True
-    accepted, lost = integrity["accepted"], integrity["lost_writes"]
+    accepted, lost = integrity["accepted_checked"], integrity["lost_writes"]
+    assert integrity["coverage"] == "all" and accepted == integrity["accepted_total"]  # a loopback target: all read
     assert accepted > 20
     assert 0.05 * accepted <= lost <= 0.2 * accepted, (accepted, lost)
+    assert integrity["read_back"] == accepted - lost
+    assert f"{lost} lost" in integrity["statement"]
     assert all({"device", "time"} <= set(item) for item in integrity["lost"])
     assert "lost writes" in run.output

@@ -1,67 +1,91 @@
-"""Did the target throttle as documented? Findings from the samples and the limits table.
+"""Did the target throttle as documented? Findings only where the samples prove them.
 
 For every rate limit whose operations the run called, the calls are grouped per key
 (the sample's key: the device id for device operations, the application for
-``events.post``, ... see ``key_kinds``) and placed at their estimated arrival
-``sent + latency / 2`` (the midpoint of the only interval the client knows the
-server saw them in; ``windows.py`` has the arithmetic). Then:
+``events.post``, ... see ``key_kinds``). The server decided each call at an instant it
+does not tell us, but no earlier than the call was sent and no later than its answer
+came back: ``[sent, sent + latency]`` (widened by ``slack``, 0.5 ms). Any arrival order
+those bounds allow may be the true one (``windows.py`` has the arithmetic, ``judgement.py``
+the verdicts). Then:
 
-- **false throttle**: a 429 that no limit of its operation can explain, even when
-  every timing error (``tolerance``) goes against the target and calls that got no
-  answer are counted as accepted: the target throttled before the documented count;
-- **missed throttle**: an accepted call although ``count`` accepted calls were already
-  in its window with every timing error in the target's favour: it should have been
-  refused;
+- **false throttle**: a 429 such that, under *every* allowed order, fewer than
+  ``count`` accepted calls of its key were in the window before it (calls without an
+  answer counted as accepted, which helps the target), under every limit of its
+  operation: the target throttled before the documented count;
+- **missed throttle**: an accepted call such that, under every allowed order,
+  ``count`` or more accepted calls (calls without an answer never count) already were
+  in its window: it should have been refused;
+- **undecided** (never a finding): a 429 that is neither provably false nor provably
+  justified, or an accepted call that could have been over the count but is not
+  provably so. Counted per limit and overall, shown next to the findings;
 - **undocumented throttle**: a 429 for an operation no limit in the table covers;
 - **throttled while respecting** (pacing mode ``respect``): every other 429, because
-  the pacer promised to stay under the limits; the finding says how full the window was.
+  the pacer promised to stay under the limits (this judges the harness, not the
+  target; whether the target was right is still counted as justified or undecided).
 
-Each call yields at most one finding. The tolerance defaults to the limit's p99
-response time (at least 1 ms): two arrival estimates are each off by at most half
-their own latency, so a pair by at most the larger latency.
+The same holds for fixed windows (a call whose bounds straddle a boundary may be in
+either window) and for the token bucket (tokens: a 429 is false when even the fewest
+tokens the bounds allow are >= 1; an accepted call missed when even the most are < 1).
+Each call yields at most one finding. ``findings_total`` and ``findings_by_kind`` are
+true counts; the findings list is cut to ``max_findings`` for display.
+
+A limit is **tested** when some key could have come within 10 % of it (a window that
+may have held ``0.9 * count`` accepted calls) or it drew a 429; a respect run with no
+tested limit says so (``not_tested_reason``) instead of claiming conformance.
 
 Probes (any limit that drew 429s): per key, the accepted calls in the window before
-the first 429 (the observed onset count) and the time from that 429 to the next
-accepted call (recovery). Window model inference (on by default in probe mode)
-replays the observed decisions, at the documented and at the observed onset count,
-under each model (sliding; fixed with phase 0 and with the phase estimated from the
-recoveries; token bucket) and counts the calls the model would have decided
-otherwise, on at most ``INFER_KEYS`` of the keys that drew 429s. A model is *consistent* when it has no such call. One consistent model is
-the answer; several mean the data cannot tell them apart (steady pacing looks the
-same under all three, a burst after idle does not: a token bucket refills within
+its first 429 (the observed onset: bounds ``sure`` and ``could``, equal when timing
+cannot change the count) and the time from that 429 to the key's next accepted call
+(recovery, with its bounds). Window model inference (on by default in probe mode)
+judges the observed decisions under each model (sliding; fixed with phase 0 and with
+the phase estimated from the recoveries; token bucket) at a handful of counts (the
+documented one, the observed onsets +-1) with the same bounds, on at most
+``INFER_KEYS`` of the keys that drew 429s. A (model, count) is *consistent* when it
+has no proven violation. One consistent model is the answer, else "undetermined";
+the count likewise (``None`` when not single). Steady pacing looks the same under all
+three models; a burst after idle does not: a token bucket refills within
 ``window / count`` seconds, a sliding log only when the key's oldest call leaves the
-window, a fixed window at a boundary common to all keys, so fixed and sliding are
-told apart only by keys whose bursts started at different phases).
+window, a fixed window at a boundary common to all keys.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from harness.limits import Limit, LimitsTable
 from harness.record import Samples
 
-from .windows import MODELS, Judgement, KeyedCalls, arrange, judge
+from .judgement import exact_accepted, judge, peaks, quick_for
+from .windows import MODELS, SLACK, KeyedCalls, arrange, could_sliding, sure_sliding
 
 PACING_MODES = ("respect", "probe", "off")  # harness.scenario ThrottleMode
 FINDING_KINDS = ("false_throttle", "missed_throttle", "undocumented_throttle", "throttled_while_respecting")
-MIN_TOLERANCE = 0.001
 INFER_KEYS = 100  # most keys replayed by window model inference
+NEAR = 0.9  # a limit is tested when a window may have held this share of its count
+MAX_COUNTS = 8  # most candidate counts inference tries
+RULE = ("A 429 is a false throttle only if, under every arrival order the calls' own send and answer times "
+        "allow, fewer than the documented count of accepted calls of its key were in its window; an accepted "
+        "call is a missed throttle only if, under every such order, the count was already reached. Calls these "
+        "bounds cannot decide are counted as undecided, never as findings.")
+NOT_TESTED = "no key came within 10% of a limit"
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One call the documented limits and the target disagree on."""
+    """One call the documented limits and the target disagree on, provably."""
 
     kind: str
     limit: str  # the limit judged ("" for an undocumented throttle)
     op: str
     key: str
-    time: float  # estimated arrival, epoch seconds
-    in_window: float  # accepted calls of the key before it in its window (tokens left for a bucket)
+    time: float  # the middle of the call's bounds, epoch seconds
+    in_window: float  # false: most accepted calls its window could hold; missed: fewest it surely held (tokens
+    # for a bucket: fewest left for a false throttle, most left for a missed one)
     count: int  # the documented count (0 when none)
     window: float | None
     detail: str = ""
@@ -88,10 +112,15 @@ class LimitReport:
     no_response: int = 0
     keys: int = 0
     keys_throttled: int = 0
-    tolerance_s: float = 0.0
-    max_accepted_in_window: int = 0  # sliding window estimate, whatever the model
+    tolerance_s: float = 0.0  # the slack added to both ends of every call's bounds
+    max_accepted_in_window: int = 0  # sliding window, whatever the model: most accepted calls surely in one window
+    max_possible_in_window: int = 0  # ... most that could have been (an upper bound)
+    tested: bool = False  # some window may have held 90% of the count, or a 429 came
     false_throttles: int = 0
     missed_throttles: int = 0
+    justified_throttles: int = 0
+    undecided_throttles: int = 0
+    undecided_accepted: int = 0
     probe: dict[str, Any] | None = None
     inference: dict[str, Any] | None = None
 
@@ -106,9 +135,26 @@ class Conformance:
     mode: str
     limits: list[LimitReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)  # the earliest ``max_findings``
-    findings_total: int = 0
-    findings_by_kind: dict[str, int] = field(default_factory=dict)
+    findings_total: int = 0  # true count
+    findings_by_kind: dict[str, int] = field(default_factory=dict)  # true counts
     concurrency_touched: list[str] = field(default_factory=list)
+    undecided_total: int = 0
+    undecided_by_kind: dict[str, int] = field(default_factory=dict)  # {"throttled": n, "accepted": n}
+    tested: bool = False
+    not_tested_reason: str = ""
+    rule: str = RULE
+
+
+@dataclass
+class _Marks:
+    """Per-sample verdicts shared across limits (a call may be judged by several)."""
+
+    explained: np.ndarray  # 429s some documented limit can account for
+    justified: np.ndarray  # 429s some limit proves right (or a concurrency limit covers)
+    undecided_acc: np.ndarray
+    in_window: np.ndarray
+    kind_of: np.ndarray  # finding kind index per sample
+    limit_of: np.ndarray  # index into table.limits
 
 
 def check_conformance(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
@@ -119,22 +165,22 @@ def check_conformance(samples: Samples, table: LimitsTable, pacing_mode: str = "
     ``key_kinds`` maps an operation to what its sample key holds ("device",
     "application", ...); an operation absent from it is taken to record its limit's
     own key. A limit whose key kind differs from what was recorded is reported as
-    not checked, since its counters cannot be rebuilt. ``infer`` (window model
-    inference, three more passes per throttled limit) defaults to on in probe mode.
+    not checked, since its counters cannot be rebuilt. ``tolerance`` is the slack (s)
+    added to both ends of every call's bounds (default 0.5 ms). ``infer`` (window
+    model inference) defaults to on in probe mode.
     """
     infer = pacing_mode == "probe" if infer is None else infer
     if pacing_mode not in PACING_MODES:
         raise ValueError(f"pacing mode {pacing_mode!r}; expected one of {', '.join(PACING_MODES)}")
+    slack = SLACK if tolerance is None else float(tolerance)
     result = Conformance(mode=pacing_mode)
     n = len(samples)
     names = samples.op_names
     present = set(np.unique(samples.op).tolist()) if n else set()
     code = {name: i for i, name in enumerate(names)}
     throttled_mask = samples.status == 429
-    explained = np.zeros(n, bool)  # 429s some documented limit can account for
-    in_window = np.full(n, np.nan)
-    kind_of = np.full(n, -1, np.int8)  # finding kind index per sample
-    limit_of = np.full(n, -1, np.int16)  # index into table.limits
+    marks = _Marks(np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), np.full(n, np.nan),
+                   np.full(n, -1, np.int8), np.full(n, -1, np.int16))
     limited_ops: set[int] = set()
     for li, limit in enumerate(table.limits):
         codes = [code[o] for o in limit.operations if o in code and code[o] in present]
@@ -142,7 +188,9 @@ def check_conformance(samples: Samples, table: LimitsTable, pacing_mode: str = "
             if codes:
                 result.concurrency_touched.append(limit.name)
                 limited_ops.update(codes)
-                explained |= _op_mask(samples, codes)  # not judged: job state is not in the samples
+                covered = _op_mask(samples, codes)  # not judged: job state is not in the samples
+                marks.explained |= covered
+                marks.justified |= covered
             continue
         if limit.kind != "rate" or not codes:
             continue
@@ -155,23 +203,32 @@ def check_conformance(samples: Samples, table: LimitsTable, pacing_mode: str = "
             report.checked = False
             report.reason = (f"the samples key these calls by {', '.join(sorted(recorded))}; "
                              f"the limit counts per {limit.key}")
-            explained |= _op_mask(samples, codes)
+            marks.explained |= _op_mask(samples, codes)
+            marks.justified |= _op_mask(samples, codes)
             continue
         idx = np.nonzero(_op_mask(samples, codes))[0]
-        _judge_limit(samples, limit, li, idx, report, table.window_model, tolerance, infer,
-                     explained, in_window, kind_of, limit_of)
+        _judge_limit(samples, limit, li, idx, report, table.window_model, slack, infer, marks)
     # 429s no limit explains: false (documented op) or undocumented (no limit at all)
     documented = _op_mask(samples, list(limited_ops))
-    false = np.nonzero(throttled_mask & documented & ~explained)[0]
-    kind_of[false] = 0
-    per_limit = np.bincount(limit_of[false][limit_of[false] >= 0], minlength=len(table.limits))
+    false = np.nonzero(throttled_mask & documented & ~marks.explained)[0]
+    marks.kind_of[false] = 0
+    per_limit = np.bincount(marks.limit_of[false][marks.limit_of[false] >= 0], minlength=len(table.limits))
     limit_names = [lim.name for lim in table.limits]
     for report in result.limits:
         report.false_throttles = int(per_limit[limit_names.index(report.limit)])
-    kind_of[throttled_mask & ~documented] = 2
+    marks.kind_of[throttled_mask & ~documented] = 2
     if pacing_mode == "respect":
-        kind_of[throttled_mask & (kind_of < 0)] = 3
-    _collect(samples, table, result, kind_of, limit_of, in_window, max_findings)
+        marks.kind_of[throttled_mask & (marks.kind_of < 0)] = 3
+    # overall: calls that are not findings (a respect-mode 429 is one, whatever the target did)
+    und_thr = int((throttled_mask & documented & marks.explained & ~marks.justified & (marks.kind_of < 0)).sum())
+    und_acc = int((marks.undecided_acc & (marks.kind_of < 0)).sum())
+    result.undecided_by_kind = {"throttled": und_thr, "accepted": und_acc}
+    result.undecided_total = und_thr + und_acc
+    result.tested = any(r.tested for r in result.limits) or bool(throttled_mask.any())
+    if not result.tested:
+        result.not_tested_reason = (NOT_TESTED if any(r.checked for r in result.limits)
+                                    else "the run called no operation with a documented rate limit")
+    _collect(samples, table, result, marks, max_findings)
     return result
 
 
@@ -183,140 +240,185 @@ def _op_mask(samples: Samples, codes: list[int]) -> np.ndarray:
 
 
 def _judge_limit(samples: Samples, limit: Limit, li: int, idx: np.ndarray, report: LimitReport, model: str,
-                 tolerance: float | None, infer: bool, explained: np.ndarray, in_window: np.ndarray,
-                 kind_of: np.ndarray, limit_of: np.ndarray) -> None:
+                 slack: float, infer: bool, marks: _Marks) -> None:
     window = float(limit.window or 0.0)
-    lat = samples.latency[idx]
-    if tolerance is None:  # p99 latency, from up to 100,000 evenly spaced calls (a heuristic, not a figure)
-        step = max(1, len(lat) // 100_000)
-        tolerance = max(MIN_TOLERANCE, float(np.percentile(lat[::step], 99)) if len(lat) else 0.0)
-    tol = tolerance
+    count = limit.count
     keys = samples.key[idx]
-    calls = arrange(idx, keys, samples.sent[idx], lat, samples.status[idx], window, tol)
-    report.tolerance_s = tol
+    calls = arrange(idx, keys, samples.sent[idx], samples.latency[idx], samples.status[idx], window, slack)
+    report.tolerance_s = slack
     report.calls = len(calls)
     report.accepted = len(calls.acc)
     report.throttled = len(calls.thr)
-    report.no_response = len(calls.unk)
+    report.no_response = calls.n_unk
     report.keys = int(np.count_nonzero(np.bincount(keys))) if len(idx) else 0
-    report.keys_throttled = int(len(np.unique(calls.key_of(calls.thr))))
-    sliding = judge(calls, "sliding", limit.count, window, tol)
-    report.max_accepted_in_window = int(sliding.acc_est.max()) + 1 if report.accepted else 0
-    j = sliding if model == "sliding" else judge(calls, model, limit.count, window, tol)
-    # a 429 any limit of the op can explain is not false; remember this limit and its fill level
-    pos = calls.thr_index
-    explained[pos[j.thr_could]] = True
-    fresh = limit_of[pos] < 0
-    in_window[pos[fresh]] = j.thr_est[fresh]
-    unexplained = pos[~j.thr_could]
-    limit_of[unexplained[limit_of[unexplained] < 0]] = li
-    missed = j.acc_surely
-    report.missed_throttles = int(missed.sum())
-    if report.missed_throttles:
-        miss_pos = calls.acc_index(missed)
-        kind_of[miss_pos] = 1
-        limit_of[miss_pos] = li
-        in_window[miss_pos] = j.acc_est[missed]
+    report.keys_throttled = len(np.unique(calls.key_of(calls.thr.s)))
+    sliding = quick_for(calls, "sliding", window)
+    j = judge(calls, model, count, window, quick=sliding if model == "sliding" else None)
+    proven, possible, near = peaks(calls, window, math.ceil(NEAR * count), sliding, start=count)
+    report.max_accepted_in_window, report.max_possible_in_window = proven, possible
+    report.tested = near or report.throttled > 0
+    # a 429 any limit of the op can explain is not false; remember this limit and its bound
+    pos = calls.thr.index
+    marks.explained[pos[~j.thr_false]] = True
+    marks.justified[pos[~j.thr_false & ~j.thr_undecided]] = True
+    fresh = marks.limit_of[pos] < 0
+    marks.in_window[pos[fresh]] = j.thr_could[fresh]
+    unexplained = pos[j.thr_false]
+    marks.limit_of[unexplained[marks.limit_of[unexplained] < 0]] = li
+    report.justified_throttles = int((~j.thr_false & ~j.thr_undecided).sum())
+    report.undecided_throttles = int(j.thr_undecided.sum())
+    report.undecided_accepted = int(j.acc_undecided.sum())
+    marks.undecided_acc[calls.acc.index_at(np.flatnonzero(j.acc_undecided))] = True
+    missed = np.nonzero(j.acc_missed)[0]
+    report.missed_throttles = len(missed)
+    if len(missed):
+        value = j.acc_sure[missed]
+        todo = np.isnan(value)
+        if todo.any():
+            value[todo] = exact_accepted(calls, model, count, window, missed[todo])[1]
+        miss_pos = calls.acc.index_at(missed)
+        marks.kind_of[miss_pos] = 1
+        marks.limit_of[miss_pos] = li
+        marks.in_window[miss_pos] = value
     if report.throttled:
-        report.probe = _probe(calls, sliding, window)
+        report.probe = _probe(calls, window)
         if infer:
-            # judge the models at the count the target showed, so a target that throttles at 25
-            # instead of 30 still reveals its window model
-            onset = (report.probe.get("onset_count") or {}).get("median")
-            counts = sorted({limit.count, max(int(round(onset)), 1) if onset else limit.count})
-            report.inference = _infer(calls, counts, window, tol)
+            report.inference = _infer(calls, _candidate_counts(count, report.probe), window)
 
 
-def _resumptions(calls: KeyedCalls) -> tuple[np.ndarray, np.ndarray]:
-    """For each key's 429 runs: (the 429 composite, the next accepted composite), same key only."""
-    nxt = np.searchsorted(calls.acc, calls.thr, "right")
-    ok = nxt < len(calls.acc)
-    ok[ok] = calls.key_of(calls.acc[nxt[ok]]) == calls.key_of(calls.thr[ok])
-    return calls.thr[ok], calls.acc[nxt[ok]]
+def _spread(x: np.ndarray) -> dict[str, float] | None:
+    if not len(x):
+        return None
+    return {"min": float(x.min()), "median": float(np.median(x)), "max": float(x.max())}
 
 
-def _probe(calls: KeyedCalls, sliding: Judgement, window: float) -> dict[str, Any]:
-    """Onset count and recovery per throttled key, summarised across keys."""
-    keys, first = np.unique(calls.key_of(calls.thr), return_index=True)  # thr is sorted by (key, time)
-    onset = sliding.thr_est[first]
-    first_thr = calls.thr[first]
-    nxt = np.searchsorted(calls.acc, first_thr, "right")
-    ok = nxt < len(calls.acc)
-    ok[ok] = calls.key_of(calls.acc[nxt[ok]]) == keys[ok]
-    recovery = calls.acc[nxt[ok]] - first_thr[ok]  # same key: the composite difference is the time difference
+def _next_accepted(calls: KeyedCalls, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For 429s at ``comp`` (their s): the key's next accepted call by send time (position, found)."""
+    acc = calls.acc
+    nxt = acc.n_s_le(comp)
+    ok = nxt < len(acc)
+    ok[ok] = calls.key_of(acc.s[nxt[ok]]) == calls.key_of(comp[ok])
+    return nxt, ok
 
-    def spread(x: np.ndarray) -> dict[str, float] | None:
-        if not len(x):
-            return None
-        return {"min": float(x.min()), "median": float(np.median(x)), "max": float(x.max())}
 
-    return {"keys_throttled": int(len(keys)), "onset_count": spread(onset),
-            "recovery_s": spread(recovery), "recovered_keys": int(ok.sum()), "window_s": window}
+def _probe(calls: KeyedCalls, window: float) -> dict[str, Any]:
+    """Onset count (bounds) and recovery per throttled key, summarised across keys."""
+    thr, acc = calls.thr, calls.acc
+    keys, first = np.unique(calls.key_of(thr.s), return_index=True)  # thr is sorted by (key, s)
+    xs, xe = thr.s[first], thr.e[first]
+    low = sure_sliding(acc, xs, xe, window)
+    high = could_sliding(calls.maybe, xs, xe, window)
+    nxt, ok = _next_accepted(calls, xs)
+    ns, ne = acc.s[nxt[ok]], acc.e[nxt[ok]]
+    recovery = (ns + ne) / 2 - (xs[ok] + xe[ok]) / 2  # same key: composite differences are time differences
+    onset = None
+    if len(keys):
+        onset = {"min": float(low.min()), "median": float(np.median((low + high) / 2)), "max": float(high.max())}
+    # a bucket full at the key's first call refuses once C - n + C t / W < 1: C ~ n / (1 + t / W)
+    first_acc = acc.n_s_lt(keys * calls.stride)  # each key's first accepted call (the line starts at key * stride)
+    has = first_acc < len(acc)
+    has[has] = calls.key_of(acc.s[first_acc[has]]) == keys[has]
+    n_before = acc.n_s_lt(xs[has]) - first_acc[has]
+    burst = n_before / (1 + (xs[has] - acc.s[first_acc[has]]) / window)
+    return {"keys_throttled": len(keys), "onset_count": onset,
+            "onset_bounds": {"sure": _spread(low.astype(float)), "could": _spread(high.astype(float))},
+            "onset_exact_keys": int((low == high).sum()),
+            "recovery_s": _spread(recovery),
+            "recovery_bounds_s": ({"min": float((ns - xe[ok]).min()), "max": float((ne - xs[ok]).max())}
+                                  if ok.any() else None),
+            "recovered_keys": int(ok.sum()), "window_s": window,
+            "bucket_capacity_estimate": float(np.median(burst)) if len(burst) else None}
+
+
+def _candidate_counts(count: int, probe: dict[str, Any]) -> list[int]:
+    """The documented count and the observed onsets (sliding onset, bucket capacity), each +-1,
+    at most MAX_COUNTS of them, nearest first."""
+    out = {count}
+    onset = probe.get("onset_count") or {}
+    near: list[int] = []
+    if onset:
+        lo, hi, mid = int(onset["min"]), math.ceil(onset["max"]), round(onset["median"])
+        near = [mid, mid - 1, mid + 1, lo, hi]
+    bucket = probe.get("bucket_capacity_estimate")
+    if bucket:
+        near += [round(bucket), math.floor(bucket), math.ceil(bucket)]
+    if onset:
+        near += [lo - 1, lo + 1, hi - 1, hi + 1]  # while room is left
+    for c in near:
+        if len(out) >= MAX_COUNTS:
+            break
+        if c >= 1:
+            out.add(c)
+    return sorted(out)
 
 
 def _estimate_phase(calls: KeyedCalls, window: float) -> float:
     """Fixed-window phase: recoveries start just after a boundary, so take the residue
-    (arrival mod window) that follows the largest circular gap between residues."""
-    _, resumed = _resumptions(calls)
-    if not len(resumed):
+    (earliest decision time mod window) that follows the largest circular gap between residues."""
+    nxt, ok = _next_accepted(calls, calls.thr.s)
+    if not ok.any():
         return 0.0
-    res = np.sort(np.mod(calls.arrival_of(np.unique(resumed)), window))
+    res = np.sort(np.mod(calls.epoch(np.unique(calls.acc.s[nxt[ok]])), window))
     gaps = np.diff(np.concatenate((res, [res[0] + window])))
     return float(res[(int(np.argmax(gaps)) + 1) % len(res)])
 
 
-def _infer(calls: KeyedCalls, counts: list[int], window: float, tol: float, max_keys: int = INFER_KEYS
-           ) -> dict[str, Any]:
-    """Violations of each model at each candidate count (documented, observed onset); best per model.
+def _infer(calls: KeyedCalls, counts: list[int], window: float, max_keys: int = INFER_KEYS) -> dict[str, Any]:
+    """Proven violations of each model at each candidate count; the consistent (model, count) pairs.
 
     Only keys that drew a 429 tell the models apart, and at most ``max_keys`` of them
-    (evenly spread over the key codes) are replayed, so the cost stays bounded on
-    large runs: eight replays of the judged calls.
+    (evenly spread over the key codes) are judged, so the cost stays bounded on large
+    runs: a handful of judgements of the judged calls per model.
     """
-    throttled_keys = np.unique(calls.key_of(calls.thr))
+    throttled_keys = np.unique(calls.key_of(calls.thr.s))
     if len(throttled_keys) > max_keys:
         throttled_keys = throttled_keys[np.linspace(0, len(throttled_keys) - 1, max_keys).astype(int)]
     calls = calls.only_keys(throttled_keys)
-    violations: dict[str, int] = {}
-    best_count: dict[str, int] = {}
+    by_count: dict[str, dict[str, int]] = {}
     for model in MODELS:
+        phases = [0.0, _estimate_phase(calls, window)] if model == "fixed" else [0.0]
+        by_count[model] = {}
         for count in counts:
-            phases = [0.0, _estimate_phase(calls, window) - tol] if model == "fixed" else [0.0]
-            for phase in phases:
-                j = judge(calls, model, count, window, tol, phase)
-                bad = int(j.acc_surely.sum() + (~j.thr_could).sum())
-                if model not in violations or bad < violations[model]:
-                    violations[model], best_count[model] = bad, count
-    consistent = [m for m in MODELS if violations[m] == 0]
-    if len(consistent) == 1:
-        inferred = consistent[0]
-    elif consistent:
-        inferred = "undetermined"
-    else:
-        inferred = "none consistent; closest: " + min(MODELS, key=lambda m: violations[m])
-    return {"inferred": inferred, "consistent": consistent, "violations": violations,
-            "count": best_count.get(inferred, counts[0]), "counts_tried": counts,
-            "judged_keys": int(len(throttled_keys)), "judged_calls": len(calls.acc) + len(calls.thr)}
+            bad = min(judge(calls, model, count, window, phase).violations for phase in phases)
+            by_count[model][str(count)] = bad
+    pairs = [(m, int(c)) for m in MODELS for c, bad in by_count[m].items() if bad == 0]
+    models = sorted({m for m, _ in pairs}, key=MODELS.index)
+    inferred = models[0] if len(models) == 1 else "undetermined"
+    counts_ok = sorted({c for m, c in pairs if inferred in ("undetermined", m)})
+    return {"model": inferred, "inferred": inferred, "count": counts_ok[0] if len(counts_ok) == 1 else None,
+            "window_s": window, "consistent": models,
+            "consistent_pairs": [{"model": m, "count": c} for m, c in pairs],
+            "violations": {m: min(v.values()) for m, v in by_count.items()}, "violations_by_count": by_count,
+            "counts_tried": counts, "judged_keys": len(throttled_keys),
+            "judged_calls": len(calls.acc) + len(calls.thr)}
 
 
-def _collect(samples: Samples, table: LimitsTable, result: Conformance, kind_of: np.ndarray,
-             limit_of: np.ndarray, in_window: np.ndarray, max_findings: int) -> None:
+def _collect(samples: Samples, table: LimitsTable, result: Conformance, marks: _Marks, max_findings: int) -> None:
+    kind_of, limit_of, in_window = marks.kind_of, marks.limit_of, marks.in_window
     hit = np.nonzero(kind_of >= 0)[0]
     kinds = kind_of[hit]
-    result.findings_total = int(len(hit))
+    result.findings_total = len(hit)
     result.findings_by_kind = {FINDING_KINDS[k]: int((kinds == k).sum()) for k in range(len(FINDING_KINDS))
                                if (kinds == k).any()}
     arrival = samples.sent[hit] + samples.latency[hit] / 2
     first = hit[np.argsort(arrival, kind="stable")[:max_findings]]
-    fill = "tokens left" if table.window_model == "token_bucket" else "accepted in its window before it"
+    bucket = table.window_model == "token_bucket"
+
+    def where(k: int, w: float) -> str:
+        if np.isnan(w):
+            return "window not judged"
+        if bucket:
+            return f"at least {w:.2f} tokens left" if k == 0 else f"at most {w:.2f} tokens left"
+        if k == 1:
+            return f"at least {w:g} accepted calls surely in its window before it"
+        return f"at most {w:g} accepted calls could have been in its window before it"
 
     def detail(k: int, w: float, lim: Limit | None) -> str:
-        where = f"{w:g} {fill}" if not np.isnan(w) else "window not judged"
         doc = f"documented {lim.count} per {lim.window:g} s" if lim and lim.window else "no documented rate limit"
-        return {0: f"429 before the documented count was reached: {where}; {doc}",
-                1: f"accepted although the documented count was reached: {where}; {doc}",
+        return {0: f"429 before the documented count could have been reached: {where(k, w)}; {doc}",
+                1: f"accepted although the documented count was surely reached: {where(k, w)}; {doc}",
                 2: "429 for an operation without a documented limit",
-                3: f"429 although the pacing mode promised to stay under the limits: {where}; {doc}"}[k]
+                3: f"429 although the pacing mode promised to stay under the limits: {where(k, w)}; {doc}"}[k]
 
     for i in first.tolist():
         k = int(kind_of[i])

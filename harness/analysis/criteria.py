@@ -10,8 +10,13 @@ criteria:
   max_throttled_rate: 0.0  # fraction of requests answered 429
   lost_writes: 0           # most lost writes allowed                 [0]
   conformance_findings: 0  # most throttle conformance findings allowed [0]
-  min_throughput: 20       # overall requests per second
+  min_throughput: 20       # overall requests per second, over the steady window
 ```
+
+Throughput is judged over the steady window (after the ramp-up, before the stop; see
+``throughput.steady_window``), whose bounds the verdict's ``detail`` states. A respect-
+mode run in which no key came near a limit gets "not checked" for the conformance
+criterion ("not tested: ..."), not a pass it did not earn.
 
 ``null`` switches a defaulted criterion off. ``evaluate`` reads only the summary
 dict, so an old run's ``summary.json`` can be re-judged with other criteria. A
@@ -174,14 +179,16 @@ def evaluate(criteria: Criteria, summary: dict[str, Any]) -> list[Verdict]:
             ok = None if measured is None else measured <= bound
             out.append(_verdict(name, bound, measured, ok, "fraction", "" if count else "no requests"))
     if criteria.min_throughput is not None:
-        measured = overall.get("throughput_rps")
+        measured, detail = steady_throughput(overall)
         ok = None if measured is None else measured >= criteria.min_throughput
-        out.append(_verdict("throughput", criteria.min_throughput, measured, ok, "requests/s"))
+        out.append(_verdict("throughput", criteria.min_throughput, measured, ok, "requests/s",
+                            detail if measured is not None else "no requests"))
     if criteria.lost_writes is not None:
         integ = summary.get("integrity") or {}
         if integ.get("checked"):
             lost = int(integ.get("lost_writes", len(integ.get("lost") or [])))
-            out.append(_verdict("lost writes", criteria.lost_writes, lost, lost <= criteria.lost_writes))
+            out.append(_verdict("lost writes", criteria.lost_writes, lost, lost <= criteria.lost_writes,
+                                detail=integ.get("coverage_note", "")))
         else:
             out.append(_verdict("lost writes", criteria.lost_writes, None, None,
                                 detail=integ.get("reason", "integrity was not checked")))
@@ -189,9 +196,33 @@ def evaluate(criteria: Criteria, summary: dict[str, Any]) -> list[Verdict]:
         conf = summary.get("conformance") or {}
         total = conf.get("findings_total")
         ok = None if total is None else total <= criteria.conformance_findings
+        detail = "" if total is not None else "conformance was not checked"
+        if conf.get("tested") is False and not total:
+            # nothing came near a limit: zero findings would read as a pass the run never earned
+            ok, detail = None, not_tested(conf)
         out.append(_verdict("throttle conformance findings", criteria.conformance_findings, total, ok,
-                            detail="" if total is not None else "conformance was not checked"))
+                            detail=detail))
     return out
+
+
+def not_tested(conf: dict[str, Any]) -> str:
+    """'not tested: <reason>' for a conformance block whose ``tested`` is false."""
+    return f"not tested: {conf.get('not_tested_reason') or 'no key came near a documented limit'}"
+
+
+def steady_throughput(overall: dict[str, Any]) -> tuple[float | None, str]:
+    """The throughput a criterion judges, and the window it was measured over, in words.
+
+    The steady window's rate (after the ramp-up, before the stop) when the summary has it;
+    older summaries have only the whole run's ``throughput_rps``."""
+    window = overall.get("steady_window")
+    steady = overall.get("steady_throughput_rps")
+    if not isinstance(window, dict) or steady is None:
+        return overall.get("throughput_rps"), "over the whole run, ramp-up and stop included"
+    if window.get("whole_run"):
+        return steady, f"over {window.get('how') or 'the whole run'}"
+    return steady, (f"over the steady window {window.get('start_offset_s', 0):.1f} s .. "
+                    f"{window.get('end_offset_s', 0):.1f} s ({window.get('how', '')})")
 
 
 def passed(verdicts: list[Verdict]) -> bool:

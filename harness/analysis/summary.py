@@ -73,8 +73,14 @@ def latency_stats(samples: Samples) -> tuple[dict[str, dict[str, Any]], dict[int
 
 def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
             key_kinds: Mapping[str, str] | None = None, series: bool = True, bucket: float = 1.0,
-            max_findings: int = 1000) -> dict[str, Any]:
-    """Every figure of the summary except scenario, integrity and verdicts."""
+            max_findings: int = 1000, steady: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every figure of the summary except scenario, integrity and verdicts.
+
+    ``steady`` passes what the run folder knows of the ramp-up and the stop to
+    ``throughput.steady_window`` (``started``, ``spawned``, ``stopping``,
+    ``planned_duration``, ``ramp_s``, ``ramp_note``); without it the steady window is the
+    whole run.
+    """
     t0, t_end = tp.time_origin(samples)
     n = len(samples)
     duration = (t_end - float(samples.sent.min())) if n else 0.0
@@ -86,6 +92,9 @@ def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
     overall["throughput_rps"] = overall.pop("throughput_per_s")
     overall["status_counts"] = {s: sum(sc.get(s, 0) for sc in statuses.values())
                                 for s in sorted({s for sc in statuses.values() for s in sc})}
+    window, steady_ops = tp.steady_window_by_op(samples, counts["count"], (t0, t_end), **dict(steady or {}))
+    overall["steady_throughput_rps"] = window["throughput_rps"]
+    overall["steady_window"] = window
     overall.update(lat_overall)
     operations: dict[str, Any] = {}
     for i, name in enumerate(samples.op_names):
@@ -95,6 +104,8 @@ def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
                               counts["bytes"][i], counts["by_kind"][i], duration)
         block["throughput_rps"] = block.pop("throughput_per_s")
         block["status_counts"] = statuses.get(i, {})
+        block["steady_throughput_rps"] = (int(steady_ops[i]) / window["duration_s"]
+                                          if window["duration_s"] > 0 else None)
         block.update(lat_ops[i])
         operations[name] = block
     lateness = samples.lateness
@@ -116,6 +127,11 @@ def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
             "findings_total": conf.findings_total,
             "findings_by_kind": conf.findings_by_kind,
             "findings": [f.to_dict() for f in conf.findings],
+            "undecided_total": conf.undecided_total,
+            "undecided_by_kind": conf.undecided_by_kind,
+            "tested": conf.tested,
+            "not_tested_reason": conf.not_tested_reason,
+            "rule": conf.rule,
         },
     }
     if series and n:
@@ -147,16 +163,17 @@ def build_series(samples: Samples, t0: float, t_end: float, bucket: float = 1.0)
 def build_summary(samples: Samples, table: LimitsTable, scenario_info: Mapping[str, Any],
                   criteria: Criteria | None, integrity: Mapping[str, Any] | None = None,
                   pacing_mode: str = "respect", key_kinds: Mapping[str, str] | None = None,
-                  series: bool = True) -> dict[str, Any]:
+                  series: bool = True, steady: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The whole ``summary.json`` document (plain JSON types only).
 
     ``integrity`` is the read-back result (``integrity.integrity_block`` or the
     harness's equivalent with ``checked``, ``accepted``, ``lost``); None means the
     read-back was not run and the lost-writes criterion is reported "not checked".
+    ``steady``: the ramp-up and stop times for the steady window (see ``analyze``).
     """
     criteria = criteria if criteria is not None else Criteria()
     summary: dict[str, Any] = {"schema": SCHEMA, "version": VERSION, "scenario": dict(scenario_info)}
-    summary.update(analyze(samples, table, pacing_mode, key_kinds, series))
+    summary.update(analyze(samples, table, pacing_mode, key_kinds, series, steady=steady))
     summary["integrity"] = dict(integrity) if integrity is not None else {
         "checked": False, "reason": "the read-back was not run"}
     summary["criteria"] = {"latency": [{"op": op, "percentile": p, "bound_ms": b} for op, p, b in criteria.latency],

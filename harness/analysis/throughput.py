@@ -9,7 +9,10 @@ Definitions (all over every sample, including errors and 429s):
   two never double count and ``ok + errors + throttled == count``;
 - ``duration_s``: first actual send to last response end of the whole run;
   ``throughput_per_s = count / duration_s`` (achieved, not planned). Every
-  operation is divided by the run's duration so the per-op rates add up.
+  operation is divided by the run's duration so the per-op rates add up;
+- the steady window (``steady_window``): after the ramp-up, before the stop; the
+  steady throughput is the requests sent inside it divided by its length, and is what
+  throughput criteria judge (the ramp-up's and stop's bursts are not the plan's rate).
 
 Series bucket samples by the second of their actual send, counted from ``t0``.
 """
@@ -93,3 +96,92 @@ def per_second(samples: Samples, t0: float, n_buckets: int, bucket: float = 1.0,
     ok = count(err == NO_ERROR)
     throttled = count(status == 429)
     return {"sent": sent, "ok": ok, "throttled": throttled, "errors": sent - ok - throttled}
+
+
+#: The steady window must last at least this long (s) to be used; else the whole run is.
+MIN_STEADY_S = 1.0
+
+
+def _rel(t: float, t0: float) -> str:
+    return f"{t - t0:.1f} s"
+
+
+def steady_window(samples: Samples, started: float | None = None, spawned: float | None = None,
+                  stopping: float | None = None, planned_duration: float | None = None,
+                  ramp_s: float | None = None, ramp_note: str = "") -> dict[str, Any]:
+    """The part of the run after the ramp-up and before the stop, where the plan's rate holds.
+
+    The ramp-up (users starting, each authenticating and announcing itself) and the stop
+    (users leaving, each saying goodbye) send bursts the steady plan does not have, and
+    they weigh heavily in a short run, so throughput criteria are judged over this window.
+
+    Start, in order of preference: ``spawned`` (when Locust reported every user started,
+    measured), ``started + ramp_s`` (the run's start plus the planned ramp-up: users /
+    spawn rate), else the first send. End: ``stopping`` (when Locust began stopping the
+    users, measured), ``started + planned_duration``, else the last response end. The
+    window is clipped to the samples; if what is left is shorter than ``MIN_STEADY_S``
+    the whole run is used, and ``how`` says so.
+
+    Returns ``{start, end, duration_s, how, whole_run, start_offset_s, end_offset_s,
+    requests, throughput_rps}``: epoch seconds, the offsets from ``t0`` (second 0 of the
+    series and charts), the requests sent in ``[start, end)`` (every request for the
+    whole run) and their rate.
+    """
+    return steady_window_by_op(samples, None, None, started=started, spawned=spawned, stopping=stopping,
+                               planned_duration=planned_duration, ramp_s=ramp_s, ramp_note=ramp_note)[0]
+
+
+def steady_window_by_op(samples: Samples, totals: np.ndarray | None, bounds: tuple[float, float] | None,
+                        started: float | None = None, spawned: float | None = None, stopping: float | None = None,
+                        planned_duration: float | None = None, ramp_s: float | None = None,
+                        ramp_note: str = "") -> tuple[dict[str, Any], np.ndarray]:
+    """``steady_window`` plus the requests per op code inside it, from the per-op ``totals``
+    (``counts_by_op(...)["count"]``) and ``bounds`` (``time_origin``) when the caller has them.
+
+    Only the few samples outside the window (ramp-up and stop) are gathered: one pass of
+    comparisons over the send times, cheap for ten million samples."""
+    n = len(samples)
+    t0, t_end = time_origin(samples) if bounds is None else bounds
+    if totals is None:
+        totals = counts_by_op(samples)["count"] if n else np.zeros(len(samples.op_names), np.int64)
+    by_op = np.asarray(totals, dtype=np.int64).copy()
+    if not n:
+        return {"start": None, "end": None, "duration_s": 0.0, "how": "no samples", "whole_run": True,
+                "start_offset_s": None, "end_offset_s": None, "requests": 0, "throughput_rps": None}, by_op * 0
+    first = float(samples.sent.min())
+    whole = (first, t_end)
+    start, end = whole
+    how_start, how_end = "first send", "last response"
+    if spawned is not None:
+        start, how_start = float(spawned), "all users started"
+    elif started is not None and ramp_s is not None and ramp_s > 0:
+        start = float(started) + ramp_s
+        how_start = f"run start + {ramp_s:.1f} s planned ramp-up" + (f" ({ramp_note})" if ramp_note else "")
+    if stopping is not None:
+        end, how_end = float(stopping), "users told to stop"
+    elif started is not None and planned_duration:
+        end = float(started) + float(planned_duration)
+        how_end = f"run start + {float(planned_duration):g} s planned duration"
+    start, end = max(start, first), min(end, t_end)
+    if (start, end) == whole:
+        known = (how_start, how_end) != ("first send", "last response")
+        how = (f"the whole run ({how_start} .. {how_end} spans every request)" if known
+               else "the whole run (no ramp-up or stop times known)")
+    elif end - start < MIN_STEADY_S:
+        how = f"the whole run: the steady window ({how_start} .. {how_end}) is shorter than {MIN_STEADY_S:g} s"
+        start, end = whole
+    else:
+        how = f"{how_start} .. {how_end}"
+    duration = end - start
+    is_whole = (start, end) == whole
+    if not is_whole:
+        sent = samples.sent
+        outside = sent < start
+        outside |= sent >= end
+        idx = np.flatnonzero(outside)
+        by_op -= np.bincount(samples.op[idx].astype(np.int64), minlength=len(by_op))[:len(by_op)]
+    requests = int(by_op.sum())
+    return {"start": start, "end": end, "duration_s": duration, "how": how, "whole_run": is_whole,
+            "start_offset_s": start - t0, "end_offset_s": end - t0, "requests": requests,
+            "throughput_rps": requests / duration if duration > 0 else None}, by_op
+

@@ -237,19 +237,30 @@ def lateness(curve: np.ndarray, times: np.ndarray, p99: np.ndarray, threshold_ms
 
 
 @styled
-def window_calls(limit: str, count: int, window: float, series: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> str:
-    """Calls per sliding window for the busiest keys, against the documented limit line."""
-    fig, axes = _figure(10, 3.0)
+def accepted_per_window(limit: str, count: int, window: float,
+                        series: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> str:
+    """Accepted calls per sliding window for the busiest keys, against the documented limit line;
+    429s drawn apart, as crosses at the accepted count the target had when it refused."""
+    fig, axes = _figure(10, 3.2)
     ax = axes[0, 0]
-    span = 0.0
-    for i, (key, t, c) in enumerate(series):
-        xs, ys = lttb(t, c.astype(float), MAX_POINTS)
-        ax.step(xs, ys, where="post", color=PALETTE[i % len(PALETTE)], label=key, lw=1.0)
-        span = max(span, float(t[-1]) if len(t) else 0.0)
+    span, top = 0.0, 0.0
+    refused_drawn = False
+    for i, (key, t, c, tr, cr) in enumerate(series):
+        color = PALETTE[i % len(PALETTE)]
+        if len(t):
+            xs, ys = lttb(t, c.astype(float), MAX_POINTS)
+            ax.step(xs, ys, where="post", color=color, label=key, lw=1.0)
+            span, top = max(span, float(t[-1])), max(top, float(c.max()))
+        if len(tr):
+            keep = np.linspace(0, len(tr) - 1, min(len(tr), MAX_POINTS)).astype(int)
+            ax.scatter(tr[keep], cr[keep], marker="x", s=14, lw=0.8, color=color,
+                       label=None if refused_drawn else "429 (refused), at the accepted count then")
+            refused_drawn = True
+            span, top = max(span, float(tr[-1])), max(top, float(cr.max()))
     ax.axhline(count, color=PALETTE[3], ls="--", lw=1.2, label=f"documented: {count} per {window:g} s")
-    ax.set_ylim(0, max(count * 1.25, max((float(c.max()) for _, _, c in series if len(c)), default=0) * 1.1))
-    ax.set_ylabel(f"calls in {window:g} s window")
-    ax.set_title(f"{limit}: busiest keys")
+    ax.set_ylim(0, max(count * 1.25, top * 1.1))
+    ax.set_ylabel(f"accepted in {window:g} s window")
+    ax.set_title(f"{limit}: accepted calls per window, busiest keys (429s apart, as crosses)")
     ax.legend(loc="lower right", fontsize=7, ncols=2)
     _time_axis(ax, span)
     return to_data_uri(fig)

@@ -268,5 +268,53 @@ def busiest_keys(samples: Samples, ops: list[int], window: float, top: int = 5
     return out
 
 
+def accepted_windows(samples: Samples, ops: list[int], window: float, top: int = 5
+                     ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The ``top`` keys by most accepted calls in one window: (key, t, accepted, t_refused, at_refused).
+
+    ``accepted`` is, at each accepted call, the accepted calls of the key in the sliding
+    window ``(t - window, t]`` (the call included), what the documented count limits;
+    ``at_refused`` is, at each 429, the accepted calls in ``(t - window, t)`` (what the
+    target had counted when it refused). Times are seconds from the run's first call,
+    at the middle of each call's bounds (a drawing estimate; the judge uses the bounds).
+    Keys are ranked by accepted peak, then by 429s.
+    """
+    mask = np.isin(samples.op, ops)
+    idx = np.nonzero(mask)[0]
+    if not len(idx):
+        return []
+    keys = samples.key[idx].astype(np.int64)
+    times = samples.sent[idx] + samples.latency[idx] / 2
+    refused = samples.status[idx] == 429
+    ok = ~refused & (samples.status[idx] != 0)
+    tmin = float(times.min())
+    stride = float(times.max() - tmin) + 2 * window + 1
+    pad = window + 0.5
+    kmin = int(keys.min())
+    comp = (keys - kmin) * stride + (times - tmin + pad)
+    acc = np.sort(comp[ok])
+    thr = np.sort(comp[refused])
+    n_keys = int(keys.max()) - kmin + 1
+    a_seg = np.floor(acc / stride).astype(np.int64)
+    r_seg = np.floor(thr / stride).astype(np.int64)
+    counts = window_counts(acc, window)
+    at_refused = np.searchsorted(acc, thr, "left") - np.searchsorted(acc, thr - window, "right")
+    peak = np.zeros(n_keys, np.int64)
+    np.maximum.at(peak, a_seg, counts)
+    n_refused = np.bincount(r_seg, minlength=n_keys)
+    ranked = np.lexsort((-n_refused, -peak))[:top]
+    t0 = float(min(samples.planned.min(), samples.sent.min()))
+    out = []
+    for s in ranked.tolist():
+        if not peak[s] and not n_refused[s]:
+            continue
+        k = s + kmin
+        name = samples.key_names[k] if 0 <= k < len(samples.key_names) else f"key#{k}"
+        a_sel, r_sel = a_seg == s, r_seg == s
+        out.append((name, acc[a_sel] - s * stride - pad + tmin - t0, counts[a_sel],
+                    thr[r_sel] - s * stride - pad + tmin - t0, at_refused[r_sel]))
+    return out
+
+
 __all__ = ["LABELS", "CURVE_QUANTILES", "Figures", "OpRow", "compute", "bucket_seconds", "window_counts",
-           "busiest_keys", "error_groups", "active_keys"]
+           "busiest_keys", "accepted_windows", "error_groups", "active_keys"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness import __version__
 from harness.report import charts, tables
-from harness.report.figures import Figures, busiest_keys
+from harness.report.figures import Figures, accepted_windows
 from harness.report.rundata import RunData, _find, utc
 from harness.report.tables import esc
 
@@ -90,10 +90,11 @@ def header(run: RunData, fig: Figures, saturated: list[str]) -> str:
         ("scenario", run.name), ("run", run.run_id), ("target", run.target_url), ("started", utc(fig.t0)),
         ("duration", f"{fig.duration:,.1f} s"),
         ("fleet", fleet),
-        ("requests", f"{fig.total.count:,}"), ("throughput", f"{tables.num(fig.total.rate, 1)} req/s"),
+        ("requests", f"{fig.total.count:,}"), _throughput_meta(run, fig),
         ("corrected p99", f"{tables.ms(fig.total.corrected['p99'])} ms"),
         ("response p99", f"{tables.ms(fig.total.response['p99'])} ms"),
-        ("errors / 429s", f"{fig.total.errors:,} / {fig.total.throttled:,}"), ("harness", f"losant-load {__version__}"),
+        ("errors / throttled (429)", f"{fig.total.errors:,} / {fig.total.throttled:,}"),
+        ("harness", f"losant-load {__version__}"),
     ])
     warn = _workers(run)
     if run.summary.get("complete") is False:
@@ -104,9 +105,47 @@ def header(run: RunData, fig: Figures, saturated: list[str]) -> str:
     if saturated:
         warn = ('<div class="alert fail" id="saturated"><b>Generator saturated: latency figures are suspect.</b> '
                 + esc("; ".join(saturated)) + "</div>")
+    regression = run.summary.get("regression") if isinstance(run.summary.get("regression"), dict) else {}
+    if regression.get("verdict") == "regression":  # one verdict everywhere: the badge says why it failed
+        if run.summary.get("complete") is not False:
+            cls, word = "fail", "FAIL: REGRESSION"
+        top = "".join(f"<li>{esc(str(t.get('text') or t.get('op')))}</li>" for t in regression.get("top") or []
+                      if isinstance(t, dict))
+        warn = (f'<div class="alert fail" id="regression"><b>Regression against baseline '
+                f'{esc(str(regression.get("baseline", "")))}:</b> {regression.get("regressions_total", 0)} '
+                f'change(s) beyond noise and the floors (see <a href="#comparison">Comparison</a>).'
+                f"<ul>{top}</ul></div>") + warn
+    elif regression.get("verdict") == "not compared":
+        warn = (f'<div class="alert fail" id="regression">Not compared with baseline '
+                f'{esc(str(regression.get("baseline", "")))}: {esc(str(regression.get("error", "")))}</div>') + warn
     return (f'<section id="verdict"><div><span class="verdict {cls}" id="verdict-word">{word}</span>'
             f'<span class="muted">{len(run.verdicts)} criteria</span></div>{warn}{meta}'
             f'<h3>Criteria</h3>{tables.criteria(run.verdicts)}</section>')
+
+
+def _throughput_meta(run: RunData, fig: Figures) -> tuple[str, str]:
+    """Throughput over the steady window (what the criterion judges) when summary.json has it,
+    else over the whole run, labelled as such."""
+    overall = run.summary.get("overall") if isinstance(run.summary.get("overall"), dict) else {}
+    window = overall.get("steady_window")
+    rate = overall.get("steady_throughput_rps")
+    if isinstance(window, dict) and isinstance(rate, (int, float)) and not window.get("whole_run"):
+        return ("throughput (steady window)", f"{tables.num(rate, 1)} req/s over "
+                f"{window.get('start_offset_s', 0):.1f} s .. {window.get('end_offset_s', 0):.1f} s")
+    return ("throughput (whole run)", f"{tables.num(fig.total.rate, 1)} req/s")
+
+
+def _steady_note(run: RunData) -> str:
+    """Under the load chart: where the steady window lies on its time axis, and how it was found."""
+    overall = run.summary.get("overall") if isinstance(run.summary.get("overall"), dict) else {}
+    w = overall.get("steady_window")
+    if not isinstance(w, dict) or w.get("start_offset_s") is None:
+        return ""
+    rate = w.get("throughput_rps")
+    text = (f"Steady window: {w['start_offset_s']:.1f} s .. {w.get('end_offset_s', 0):.1f} s ({w.get('how', '')})"
+            + (f", {rate:,.1f} req/s" if isinstance(rate, (int, float)) else "")
+            + ". The throughput criterion is judged over it: the ramp-up's and the stop's bursts are not the plan.")
+    return f'<p class="legend-note" id="steady-window">{esc(text)}</p>'
 
 
 def _workers(run: RunData) -> str:
@@ -141,12 +180,14 @@ def _limit_reports(run: RunData, fig: Figures) -> list[dict[str, Any]]:
         mask = np.isin(s.op, codes)
         out.append({"limit": lim.name, "operations": list(lim.operations), "count": lim.count, "window": lim.window,
                     "key": lim.key, "calls": int(mask.sum()), "throttled": int((s.status[mask] == 429).sum()),
-                    "keys": int(len(np.unique(s.key[mask]))), "model": "not judged (no summary.json)"})
+                    "keys": len(np.unique(s.key[mask])), "model": "not judged (no summary.json)"})
     return out
 
 
 def throttles(run: RunData, fig: Figures) -> str:
+    """The judge's rule and verdict, the per-limit table, probe results, and accepted-per-window charts."""
     reports = _limit_reports(run, fig)
+    conf = run.conformance
     if not reports:
         body = '<p class="muted">The run called no operation with a documented rate limit.</p>'
     else:
@@ -156,16 +197,18 @@ def throttles(run: RunData, fig: Figures) -> str:
             window, count = float(r.get("window") or 0), int(r.get("count") or 0)
             if not ops or window <= 0:
                 continue
-            series = busiest_keys(s, [s.op_names.index(o) for o in ops], window)
+            series = accepted_windows(s, [s.op_names.index(o) for o in ops], window)
             if series and r.get("max_accepted_in_window") is None:
-                # peak of all calls (429s included), when the summary has no estimate
-                r = reports[i] = {**r, "max_accepted_in_window": int(series[0][2].max())}
-            imgs.append(_img(charts.window_calls(str(r.get("limit")), count, window, series),
-                             f"calls per window for the busiest keys of {r.get('limit')}"))
-        body = tables.limits(reports) + "".join(imgs)
-    conf = run.conformance
+                # accepted peak by the middle of each call's bounds, when the summary has no judgement
+                peak = max((int(c.max()) for _, _, c, _, _ in series if len(c)), default=0)
+                r = reports[i] = {**r, "max_accepted_in_window": peak}
+            imgs.append(_img(charts.accepted_per_window(str(r.get("limit")), count, window, series),
+                             f"accepted calls per window for the busiest keys of {r.get('limit')}"))
+        body = tables.limits(reports) + tables.probes(reports) + "".join(imgs)
     found = [f for f in conf.get("findings", []) if isinstance(f, dict)]
-    body += "<h3>Findings</h3>" + (tables.findings(found, conf.get("findings_total"), fig.t0) if conf
+    body = tables.throttle_status(conf) + body
+    body += "<h3>Findings</h3>" + (tables.findings(found, conf.get("findings_total"), fig.t0,
+                                                   tested=conf.get("tested")) if conf
                                   else '<p class="muted">Not judged: the run folder has no summary.json.</p>')
     return _section("throttles", "Throttle conformance", body)
 
@@ -190,8 +233,11 @@ def integrity(run: RunData) -> str:
     n_lost = data.get("lost_writes")
     if not isinstance(n_lost, int):
         n_lost = len(lost) if isinstance(lost, list) else (lost if isinstance(lost, int) else 0)
+    statement = data.get("statement")
     if data.get("checked") is False:
         head = f'<div class="alert warn">Not checked: {esc(data.get("reason", "no reason given"))}</div>'
+    elif isinstance(statement, str) and statement:  # coverage and true counts, in the terminal's words
+        head = f'<div class="alert {"fail" if n_lost else "ok"}" id="integrity-result">{esc(statement)}</div>'
     elif n_lost:
         head = f'<div class="alert fail" id="integrity-result">{n_lost:,} accepted states were lost.</div>'
     else:
@@ -219,17 +265,21 @@ def page(run: RunData, fig: Figures, comparison_html: str = "", top_ops: int = 6
     more = f" (the {len(shown)} busiest of {len(fig.ops)} operations)" if len(fig.ops) > len(shown) else ""
     sections = [
         header(run, fig, saturated),
-        _section("load", "Load", _img(charts.throughput(fig.times, fig.rps, fig.active_keys, fig.bucket), "throughput")),
+        _section("load", "Load", _img(charts.throughput(fig.times, fig.rps, fig.active_keys, fig.bucket), "throughput")
+                 + _steady_note(run)),
         _section("latency", "Latency" + more,
                  _img(charts.percentile_series(fig.times, fig.pct_series, shown, fig.bucket), "percentiles over time")
                  + '<h3>Distribution (HDR percentile curve)</h3>'
                  + _img(charts.distribution(fig.curves, shown), "latency distribution")),
         _section("operations", "Per operation",
                  tables.operations(fig) + '<p class="legend-note">Also in <a href="operations.csv">operations.csv</a>. '
-                 "Rates divide by the run's duration; errors exclude 429s, which are counted as throttled.</p>"),
+                 "Errors are failed requests other than 429; throttled are requests answered 429 (the terminal "
+                 "and summary.json use the same words). Rates divide by the whole run's duration (first send to "
+                 "last response), ramp-up and stop included; the throughput criterion is judged over the steady "
+                 "window stated in the verdict.</p>"),
         throttles(run, fig),
         scheduler(run, fig, saturated),
-        _section("errors", "Errors", tables.errors(fig.errors, fig.t0)
+        _section("errors", "Errors and throttled calls", tables.errors(fig.errors, fig.t0)
                  + (_img(charts.errors_over_time(fig.times, fig.error_series, fig.bucket), "errors over time")
                     if fig.error_series else "")),
         integrity(run),

@@ -37,11 +37,14 @@ class Shape:
     events_rate: float = 0.9
     latency_ms: float = 12.0
     latency_scale: float = 1.0
+    state_scale: float = 1.0  # device.sendState only: latency x this (a slower state call)
+    state_add_ms: float = 0.0  # device.sendState only: + this many ms
     throttle_fraction: float = 0.002
     error_fraction: float = 0.001
     stall_fraction: float = 0.0005
     seed: int = 1
     start: float = 1_795_000_000.0  # 2026-11-18
+    name: str = "synthetic"  # the scenario's name in scenario.yaml
 
 
 def _stream(rng: np.random.Generator, n_keys: int, rate: float, shape: Shape, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +72,8 @@ def make_rows(shape: Shape) -> tuple[np.ndarray, list[str], list[str]]:
     stalls = rng.random(n) < shape.stall_fraction
     late[stalls] += rng.uniform(0.05, 0.3, int(stalls.sum()))
     latency = rng.lognormal(np.log(shape.latency_ms / 1000.0), 0.45, n) * shape.latency_scale
+    state = op == 0
+    latency[state] = latency[state] * shape.state_scale + shape.state_add_ms / 1000.0
     status = np.full(n, 200, np.int16)
     error = np.full(n, NO_ERROR, np.uint8)
     u = rng.random(n)
@@ -101,7 +106,7 @@ def write_run(run_dir: Path, shape: Shape = Shape(), summary: bool = True, chunk
                     "ops": [[c, ops[c]] for c in np.unique(part["op"]).tolist()],
                     "keys": [[c, keys[c]] for c in np.unique(part["key"]).tolist()]})
     rec.close()
-    scenario = {"name": "synthetic", "description": "synthetic run for tests", "target": {"kind": "emulator"},
+    scenario = {"name": shape.name, "description": "synthetic run for tests", "target": {"kind": "emulator"},
                 "duration": f"{shape.duration:g}s", "ramp_up": shape.devices / max(shape.duration * shape.ramp, 1),
                 "run_tag": "synth", "seed": shape.seed}
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False), encoding="utf-8")

@@ -124,18 +124,26 @@ def criteria(verdicts: list[dict[str, Any]]) -> str:
 
 def errors(groups: list[dict[str, Any]], t0: float) -> str:
     if not groups:
-        return '<p class="ok">No failed calls: every request got a 2xx/3xx answer.</p>'
+        return '<p class="ok">No errors and no throttled calls: every request got a 2xx/3xx answer.</p>'
     rows = []
     for g in groups:
         first, last = float(g["first"]), float(g["last"])
         rows.append(f'<tr>{cell(g["kind"], "kind-" + str(g["kind"]))}{cell(g["status"] or "no response", "n")}'
                     f'{cell(g["op"], "op")}{cell(num(int(g["count"])), "n")}{cell(utc(first))}'
                     f'{cell(rel(first, t0), "n")}{cell(utc(last))}{cell(rel(last, t0), "n")}</tr>')
-    return table(("kind", "status", "operation", "count", "first", "", "last", ""), rows, cls="errors", numeric_from=9)
+    note = ('<p class="legend-note">Failed requests by kind: kind "throttled" is the 429s (throttled), every '
+            'other kind is an error.</p>')
+    return note + table(("kind", "status", "operation", "count", "first", "", "last", ""), rows, cls="errors",
+                        numeric_from=9)
 
 
 def limits(reports: list[dict[str, Any]]) -> str:
-    """Documented limit next to what was observed, one row per rate limit the run touched."""
+    """Documented limit next to what was observed, one row per rate limit the run touched.
+
+    "peak in window" is the most accepted calls one sliding window surely held (at
+    least that many, whatever the arrival order); "undecided" counts the 429s and
+    accepted calls the bounds cannot decide (never findings).
+    """
     rows = []
     for r in reports:
         peak = r.get("max_accepted_in_window")
@@ -144,24 +152,89 @@ def limits(reports: list[dict[str, Any]]) -> str:
         documented = f"{value(count)} per {value(r.get('window'))} s per {value(r.get('key'))}"
         model = value(r.get("model")) + ("" if r.get("checked", True) else f" (not checked: {r.get('reason', '')})")
         false_, missed, thr = r.get("false_throttles"), r.get("missed_throttles"), r.get("throttled")
+        und_t, und_a = r.get("undecided_throttles"), r.get("undecided_accepted")
+        undecided = "–" if und_t is None and und_a is None else f"{value(und_t or 0)} / {value(und_a or 0)}"
+        tested = r.get("tested")
         rows.append(
             f'<tr data-limit="{esc(r.get("limit", ""))}">{cell(r.get("limit", "?"), "op")}{cell(documented)}'
             f'{cell(value(peak), "n bad" if over else "n")}{cell(value(r.get("calls")), "n")}'
             f'{cell(value(thr), "n warn" if thr else "n")}{cell(value(r.get("keys")), "n")}'
             f'{cell(value(false_), "n bad" if false_ else "n")}{cell(value(missed), "n bad" if missed else "n")}'
-            f'{cell(model)}</tr>')
+            f'{cell(undecided, "n warn" if (und_t or und_a) else "n")}'
+            f'{cell("–" if tested is None else ("yes" if tested else "no: not near"))}{cell(model)}</tr>')
     return table(("limit", "documented", "peak in window", "calls", "429s", "keys", "false 429", "missed 429",
-                  "window model"), rows, cls="limits", numeric_from=2)
+                  "undecided 429 / accepted", "tested", "window model"), rows, cls="limits", numeric_from=2)
 
 
-def findings(items: list[dict[str, Any]], total: int | None, t0: float, shown: int = 200) -> str:
+def throttle_status(conf: dict[str, Any]) -> str:
+    """The judge's rule in two sentences, then what it concluded: not tested, findings, or none (with undecided)."""
+    rule = conf.get("rule") or ""
+    head = f'<p class="legend-note" id="throttle-rule"><b>Rule.</b> {esc(rule)}</p>' if rule else ""
+    total = conf.get("findings_total")
+    und = conf.get("undecided_total")
+    by = conf.get("undecided_by_kind") or {}
+    und_text = (f" Undecided (not findings): {int(by.get('throttled', 0)):,} 429s and "
+                f"{int(by.get('accepted', 0)):,} accepted calls the bounds cannot judge."
+                if isinstance(und, int) and und else "")
+    if conf.get("tested") is False:
+        reason = conf.get("not_tested_reason") or "no key came within 10% of a limit"
+        return head + f'<div class="alert warn" id="throttle-status">Not tested: {esc(reason)}.</div>'
+    if isinstance(total, int) and total:
+        kinds = ", ".join(f"{int(n):,} {k.replace('_', ' ')}" for k, n in (conf.get("findings_by_kind") or {}).items())
+        return head + (f'<div class="alert fail" id="throttle-status">{total:,} conformance finding'
+                       f'{"s" if total != 1 else ""} ({esc(kinds)}).{esc(und_text)}</div>')
+    if isinstance(total, int):
+        return head + ('<div class="alert ok" id="throttle-status">No finding: no call proves the target departed '
+                       f'from the documented limits.{esc(und_text)}</div>')
+    return head
+
+
+def probes(reports: list[dict[str, Any]]) -> str:
+    """Probe results per limit that drew 429s: onset, recovery, and the inferred window model and count."""
+    rows = []
+    for r in reports:
+        p = r.get("probe")
+        if not isinstance(p, dict):
+            continue
+        raw = r.get("inference")
+        inf: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        onset = p.get("onset_count") or {}
+        rec = p.get("recovery_s") or {}
+        onset_text = (f"{value(onset.get('median'))} ({value(onset.get('min'))} .. {value(onset.get('max'))})"
+                      if onset else "–")
+        rec_text = (f"{num(rec.get('median'), 2)} s ({num(rec.get('min'), 2)} .. {num(rec.get('max'), 2)})"
+                    if rec else "not recovered")
+        model = inf.get("model") or inf.get("inferred") or ("not inferred" if not inf else "undetermined")
+        count = inf.get("count") if inf else None
+        pairs = inf.get("consistent_pairs") or []
+        consistent = ", ".join(f"{q.get('model')} {q.get('count')}" for q in pairs) or ("none" if inf else "–")
+        rows.append(
+            f'<tr data-probe="{esc(r.get("limit", ""))}">{cell(r.get("limit", "?"), "op")}'
+            f'{cell(value(p.get("keys_throttled")), "n")}{cell(onset_text, "n")}{cell(rec_text, "n")}'
+            f'{cell(model)}{cell("undetermined" if count is None and inf else value(count), "n")}'
+            f'{cell(value(inf.get("window_s")) if inf else "–", "n")}{cell(consistent)}</tr>')
+    if not rows:
+        return ""
+    return ("<h3>Probe results</h3>" + table(
+        ("limit", "keys throttled", "onset count (median, range)", "recovery (median, range)", "window model",
+         "count", "window (s)", "consistent (model count)"), rows, cls="probes", numeric_from=9)
+        + '<p class="legend-note">Onset: accepted calls in the window before each key\'s first 429 (bounds over '
+        "every allowed arrival order). Recovery: from that 429 to the key's next accepted call. A (model, count) is "
+        "consistent when no call proves it wrong; one consistent model or count is named, else undetermined.</p>")
+
+
+def findings(items: list[dict[str, Any]], total: int | None, t0: float, shown: int = 200,
+             tested: bool | None = None) -> str:
     if not items:
-        return '<p class="ok">No conformance findings: the target throttled exactly as documented.</p>'
+        if tested is False:
+            return '<p class="muted">No findings, and nothing tested: no key came within 10% of a limit.</p>'
+        return '<p class="ok">No conformance findings: no call proves the target departed from the documented limits.</p>'
     rows = [f'<tr>{cell(f.get("kind", "?"), "bad")}{cell(f.get("limit") or "–")}{cell(f.get("op", ""), "op")}'
             f'{cell(f.get("key", ""))}{cell(rel(float(f.get("time") or t0), t0), "n")}'
-            f'{cell(value(f.get("in_window")), "n")}{cell(value(f.get("count")), "n")}{cell(f.get("note", ""))}</tr>'
+            f'{cell(value(f.get("in_window")), "n")}{cell(value(f.get("count")), "n")}'
+            f'{cell(f.get("detail") or f.get("note", ""))}</tr>'
             for f in items[:shown]]
     more = (total or len(items)) - min(len(items), shown)
     tail = f'<p class="muted">{more:,} more findings are in summary.json.</p>' if more > 0 else ""
-    return table(("finding", "limit", "operation", "key", "when", "in window", "limit count", "note"), rows,
+    return table(("finding", "limit", "operation", "key", "when", "in window (bound)", "limit count", "why"), rows,
                  cls="findings", numeric_from=4) + tail

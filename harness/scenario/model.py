@@ -286,7 +286,7 @@ class PacingSpec:
     """How the client treats documented rate limits (see ``harness.schedule.Ledger``)."""
 
     throttle: ThrottleMode = "respect"
-    margin: float = 0.025
+    margin: float = 0.0
     probe_limits: tuple[str, ...] = ()
     probe_factor: float = 1.5
 
@@ -295,6 +295,21 @@ class PacingSpec:
         if self.throttle == "probe":
             out["probe"] = {"limits": list(self.probe_limits), "factor": self.probe_factor}
         return out
+
+
+@dataclass(frozen=True)
+class IntegritySpec:
+    """Which devices' accepted states are read back after the run (``harness.readback``).
+
+    ``sample``: ``"auto"`` (all where reads are free: the embedded emulator or a target
+    on loopback; a sample of 100 devices on a live tenant), ``"all"``, ``"none"`` (no
+    read-back), or a number of devices read at random.
+    """
+
+    sample: str | int = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sample": self.sample}
 
 
 @dataclass(frozen=True)
@@ -311,6 +326,7 @@ class Scenario:
     seed: int = 0
     operators: OperatorsSpec = field(default_factory=OperatorsSpec)
     pacing: PacingSpec = field(default_factory=PacingSpec)
+    integrity: IntegritySpec = field(default_factory=IntegritySpec)
     criteria: Any = None  # harness.analysis.criteria.Criteria, or None when the file has none
     criteria_data: Mapping[str, Any] | None = field(default=None, compare=False)
     source: str = field(default="<scenario>", compare=False)
@@ -337,7 +353,7 @@ class Scenario:
             "name": self.name, "description": self.description, "target": target,
             "duration": format_duration(self.duration), "ramp_up": self.ramp_up, "run_tag": self.run_tag,
             "seed": self.seed, "fleet": self.fleet.to_dict(), "operators": self.operators.to_dict(),
-            "pacing": self.pacing.to_dict(),
+            "pacing": self.pacing.to_dict(), "integrity": self.integrity.to_dict(),
         }
         if self.criteria_data is not None:
             out["criteria"] = _plain(self.criteria_data)

@@ -19,7 +19,8 @@ from harness.scenario.checks import (
     ATTRIBUTES_MAX, DURATION_HINT, ScenarioError, Checker, join_path, parse_duration,
 )
 from harness.scenario.model import (
-    HARNESS_OPERATIONS, AttributeSpec, DeviceClass, FleetSpec, OperatorAction, OperatorsSpec, PacingSpec, Scenario, Target,
+    HARNESS_OPERATIONS, AttributeSpec, DeviceClass, FleetSpec, IntegritySpec, OperatorAction, OperatorsSpec, PacingSpec,
+    Scenario, Target,
 )
 
 __all__ = ["ScenarioError", "check_overrides", "load_scenario", "parse_duration", "parse_scenario"]
@@ -31,7 +32,7 @@ APP_ID_RE = re.compile(r"^[0-9a-f]{24}$")
 URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 TOP = ("name", "description", "target", "duration", "ramp_up", "run_tag", "seed", "fleet", "operators",
-       "pacing", "criteria")
+       "pacing", "integrity", "criteria")
 TARGET = ("kind", "url", "application_id", "auth", "limits")
 FLEET = ("mode", "connections", "classes")
 CLASS = ("name", "count", "kind", "peripherals", "tags", "attributes", "report_interval", "jitter",
@@ -94,8 +95,10 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     fleet = _fleet(c, top.get("fleet"))
     operators = _operators(c, top.get("operators"))
     pacing = _pacing(c, top.get("pacing"), target)
+    integrity = _integrity(c, top.get("integrity"))
     scenario = Scenario(name=name, description=description, target=target, duration=duration, ramp_up=ramp_up,
-                        run_tag=run_tag, seed=seed, fleet=fleet, operators=operators, pacing=pacing, source=source)
+                        run_tag=run_tag, seed=seed, fleet=fleet, operators=operators, pacing=pacing,
+                        integrity=integrity, source=source)
     if top.get("criteria") is not None:
         scenario = _with_criteria(c, scenario, top["criteria"])
     if c.problems:
@@ -321,7 +324,7 @@ def _action(c: Checker, path: str, name: str, spec: Any) -> OperatorAction:
 def _pacing(c: Checker, value: Any, target: Target) -> PacingSpec:
     d = c.mapping("pacing", value, PACING)
     throttle = c.choice("pacing.throttle", d.get("throttle"), ("respect", "probe", "off"), "respect")
-    margin = c.number("pacing.margin", d.get("margin"), 0.025, lo=0, hi=0.5)
+    margin = c.number("pacing.margin", d.get("margin"), 0.0, lo=0, hi=0.5)
     if throttle != "probe":
         if d.get("probe") is not None:
             c.add("pacing.probe", "is only allowed with throttle: probe")
@@ -346,6 +349,20 @@ def _pacing(c: Checker, value: Any, target: Target) -> PacingSpec:
         else:
             names.append(str(item))
     return PacingSpec(throttle=throttle, margin=margin, probe_limits=tuple(names), probe_factor=factor)
+
+
+def _integrity(c: Checker, value: Any) -> IntegritySpec:
+    d = c.mapping("integrity", value, ("sample",))
+    raw = d.get("sample")
+    expected = "auto, all, none, or a whole number of devices >= 1 (read back at random)"
+    if raw is None:
+        return IntegritySpec()
+    if isinstance(raw, str) and raw in ("auto", "all", "none"):
+        return IntegritySpec(sample=raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        return IntegritySpec(sample=raw)
+    c.bad("integrity.sample", raw, expected)
+    return IntegritySpec()
 
 
 def _rate_limit_names(c: Checker, target: Target) -> set[str]:

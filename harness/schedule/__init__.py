@@ -4,12 +4,12 @@
 >>> from harness.schedule import Ledger, DeviceTimeline, FleetTimeline, spread_phases
 """
 
-from harness.schedule.ledger import EPSILON, MODES, Ledger, Mode, Rule, plan_rule
+from harness.schedule.ledger import EPSILON, MODES, NO_TICKET, Ledger, Mode, Rule, Ticket, plan_rule
 from harness.schedule.timeline import (
     Action, DeviceTimeline, Due, FleetTimeline, class_timelines, device_streams, fleet_streams, spread_phases, stable_seed, unit,
 )
 
 __all__ = [
-    "EPSILON", "MODES", "Action", "DeviceTimeline", "Due", "FleetTimeline", "Ledger", "Mode", "Rule",
+    "EPSILON", "MODES", "NO_TICKET", "Action", "DeviceTimeline", "Due", "FleetTimeline", "Ledger", "Mode", "Rule", "Ticket",
     "class_timelines", "device_streams", "fleet_streams", "plan_rule", "spread_phases", "stable_seed", "unit",
 ]

@@ -8,20 +8,25 @@ process's recorder, and names the request in Locust's statistics by its operatio
 
 from __future__ import annotations
 
+import math
 import time
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+import gevent
 import orjson
 from locust import FastHttpUser
 from locust.exception import StopUser
 
 from harness.record import classify
+from harness.schedule import NO_TICKET
 
 if TYPE_CHECKING:
     from harness.session import RunContext
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+#: The status ``LosantUser.call`` returns for a send the ledger dropped (nothing was sent).
+DROPPED = -1
 
 
 class Unauthorized(Exception):
@@ -67,22 +72,53 @@ class LosantUser(FastHttpUser):
         return headers
 
     def call(self, op: str, method: str, path: str, token: str | None, key: str,
-             planned: float | None = None, body: Any = None, parse: bool = True) -> tuple[int, Any]:
+             planned: float | None = None, body: Any = None, parse: bool = True,
+             latest: float = math.inf) -> tuple[int, Any]:
         """Send one request, record its sample, and return (status, parsed JSON or None).
 
         ``planned`` is the send time the schedule asked for; without it the request
         is closed-loop (an operator acting after think time) and planned = sent.
         ``parse=False`` skips decoding an answer nobody reads (a state send's).
+
+        Pacing (respect mode, and the limits a probe leaves alone): the ledger admits the
+        call at its actual send time, in the same greenlet step as the send, and charges
+        it until its answer (or error) comes back. When it may not go yet, the call waits
+        for the ledger, or is dropped and counted (``ctx.dropped``; returns ``(DROPPED,
+        None)``, nothing recorded) when it could not go by ``latest`` (an open-loop send's
+        slot). A wait the ledger asked for when the call was first considered is part of
+        the plan (the sample's planned time moves to it); a stall of the generator or the
+        target is not (lateness and the corrected latency show it).
         """
         data = orjson.dumps(body) if body is not None else None
         headers = self._headers.get(token) or self.headers_for(token)
+        ctx = self._ctx or self.ctx
+        ticket: Any = NO_TICKET
+        if ctx.paced:
+            now = time.time()
+            ticket = ctx.admit(op, key, now)
+            if ticket.__class__ is not tuple:  # not yet: the earliest time it might go
+                first = ticket
+                while True:
+                    if ticket > latest:
+                        ctx.dropped += 1
+                        return DROPPED, None
+                    gevent.sleep(ticket - now)
+                    now = time.time()
+                    ticket = ctx.admit(op, key, now)
+                    if ticket.__class__ is tuple:
+                        break
+                if planned is None or first > planned:
+                    planned = first
         sent = time.time()
         t0 = perf_counter()
-        resp = self.client.request(method, path, name=op, data=data, headers=headers)
+        try:
+            resp = self.client.request(method, path, name=op, data=data, headers=headers)
+        finally:
+            if ticket:  # the call counts against its limits until its answer (or error) is in
+                ctx.done(ticket, time.time())
         latency = perf_counter() - t0
         status = resp.status_code or 0
         content = resp.content if status else b""
-        ctx = self._ctx or self.ctx
         rec = ctx.recorder
         error = 0 if 200 <= status < 400 else classify(status, getattr(resp, "error", None))
         rec.record(rec.op_code(op), rec.key_code(key), sent if planned is None else planned, sent, latency, status,

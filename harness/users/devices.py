@@ -3,11 +3,14 @@
 All three are one loop over a set of reporters driven by an open-loop timeline: a
 send's planned time never moves because an earlier response was slow, so lateness
 (sent - planned) and the corrected latency can be measured. The ledger may move a
-planned time later, only to keep a documented limit; that is part of the plan.
+planned time later, only to keep a documented limit; that is part of the plan. It
+admits each send at its actual send time (``LosantUser.call``): a send that cannot go
+within its slot (before the next planned send of the device) is dropped and counted.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -94,17 +97,18 @@ class ReportingUser(LosantUser):
         if delay > 0:
             gevent.sleep(delay)
 
-    def _send(self, r: Reporter, op: str, method: str, suffix: str, planned: float, body: Any = None) -> int:
+    def _send(self, r: Reporter, op: str, method: str, suffix: str, planned: float, body: Any = None,
+              latest: float = math.inf) -> int:
         token = self.tokens.get(r.auth_id) if r.auth_id in self.tokens else self.token_for(r)
         path = r.paths.get(suffix)
         if path is None:
             path = r.paths[suffix] = self.app_path(r.device.id, suffix)
-        status, _ = self.call(op, method, path, token, r.device.id, planned, body, parse=False)
+        status, _ = self.call(op, method, path, token, r.device.id, planned, body, parse=False, latest=latest)
         if status == 401:
             self.token_for(r, refresh=True)
         return status
 
-    def send_state(self, r: Reporter, planned: float) -> None:
+    def send_state(self, r: Reporter, planned: float, latest: float = math.inf) -> None:
         base_ms = int(planned * 1000)
         if r.batch_size == 1:
             times = [base_ms]
@@ -112,12 +116,12 @@ class ReportingUser(LosantUser):
         else:
             times = [base_ms - (r.batch_size - 1 - i) for i in range(r.batch_size)]
             body = [{"time": t, "data": r.state()} for t in times]
-        status = self._send(r, "device.sendState", "POST", "state", planned, body)
+        status = self._send(r, "device.sendState", "POST", "state", planned, body, latest)
         if status == 200:
             self.ctx.accepted_states(r.device.id, times)
 
-    def poll_commands(self, r: Reporter, planned: float) -> None:
-        self._send(r, "device.getCommand", "GET", "command?limit=10", planned)
+    def poll_commands(self, r: Reporter, planned: float, latest: float = math.inf) -> None:
+        self._send(r, "device.getCommand", "GET", "command?limit=10", planned, latest=latest)
 
     def set_connection(self, r: Reporter, status: str) -> None:
         planned = self.ctx.reserve("device.setConnectionStatus", r.device.id, time.time())
@@ -125,16 +129,20 @@ class ReportingUser(LosantUser):
         self._send(r, "device.setConnectionStatus", "POST", "setConnectionStatus", planned, {"status": status})
 
     def act(self, r: Reporter, action: str, planned: float) -> None:
-        op = "device.sendState" if action == "state" else "device.getCommand"
-        slot = self.ctx.try_reserve(op, r.device.id, planned, planned + r.interval)
-        if slot is None:
-            return
-        if slot != planned:  # the ledger moved it later; a planned time is already due when popped
-            self.wait_until(slot)
+        latest = planned + r.interval  # the open-loop slot: a send that cannot go before the next is dropped
+        ctx = self.ctx
+        if ctx.probing:  # probe mode: the probed limits reserve planned times
+            op = "device.sendState" if action == "state" else "device.getCommand"
+            slot = ctx.try_reserve(op, r.device.id, planned, latest)
+            if slot is None:
+                return
+            if slot != planned:  # the ledger moved it later; a planned time is already due when popped
+                self.wait_until(slot)
+            planned = slot
         if action == "state":
-            self.send_state(r, slot)
+            self.send_state(r, planned, latest)
         else:
-            self.poll_commands(r, slot)
+            self.poll_commands(r, planned, latest)
 
     @task
     def drive(self) -> None:

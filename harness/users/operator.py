@@ -3,7 +3,9 @@
 An operator signs in (as the user, or with the run's application API token) and
 performs the scenario's weighted actions with think time between them. Commands it
 sends to a device draw on that device's limit in the shared ledger, together with
-everything else that targets the device.
+everything else that targets the device: ``LosantUser.call`` admits each one at its
+actual send time, waiting for the ledger when the budget is spent (closed loop: never
+dropped). ``ctx.reserve`` only plans the limits a probe exceeds on purpose.
 """
 
 from __future__ import annotations

@@ -101,9 +101,9 @@ def test_429_without_documented_limit_is_undocumented() -> None:
     assert result.limits == []
 
 
-def test_timing_noise_within_tolerance_is_not_a_finding() -> None:
-    # exactly 2/s: with arrival jitter some sliding windows hold 31 calls; a correct target may
-    # accept or refuse those boundary calls, so neither is reported
+def test_timing_noise_within_the_bounds_is_not_a_finding() -> None:
+    # exactly 2/s: with latency jitter some sliding windows may hold 31 calls; a correct target may
+    # accept or refuse those boundary calls, and no arrival order proves either wrong
     rng = np.random.default_rng(7)
     samples = run({"dev-a": every(0.5, 60.0)}, 1000)  # target never throttles
     samples.latency[:] = rng.uniform(0.005, 0.03, len(samples))
@@ -157,6 +157,6 @@ def test_inference_uses_the_observed_count() -> None:
     keys = {d: every(0.1, 40.0, start=5.0 + 3.7 * i) for i, d in enumerate(DEVICES)}
     result = check_conformance(run(keys, 25), TABLE, "probe")
     inference = result.limits[0].inference
-    assert inference["counts_tried"] == [25, 30]
+    assert 25 in inference["counts_tried"] and 30 in inference["counts_tried"]
     assert (inference["count"], inference["inferred"]) == (25, "sliding"), inference
     assert result.findings_by_kind.get("false_throttle", 0) > 0  # against the documented 30

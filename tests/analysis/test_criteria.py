@@ -105,3 +105,29 @@ def test_integrity_checked_and_missing_operation() -> None:
     assert verdicts[0].status == "fail" and "no samples" in verdicts[0].detail
     assert (verdicts[1].name, verdicts[1].measured, verdicts[1].passed) == ("lost writes", 2, False)
     assert verdicts[2].passed
+
+
+def test_throughput_is_judged_over_the_steady_window() -> None:
+    c = parse_criteria({"min_throughput": 20}, WHERE)
+    window = {"start": 1.0, "end": 2.0, "start_offset_s": 12.0, "end_offset_s": 58.0, "duration_s": 46.0,
+              "how": "all users started .. users told to stop", "whole_run": False}
+    over = dict(summary()["overall"], throughput_rps=66.0, steady_throughput_rps=18.5, steady_window=window)
+    v = {v.name: v for v in evaluate(c, summary(overall=over))}["throughput"]
+    assert (v.measured, v.passed) == (18.5, False)  # the whole run's 66/s (ramp-up and stop) does not count
+    assert v.detail == "over the steady window 12.0 s .. 58.0 s (all users started .. users told to stop)"
+    # an old summary without a steady window: the whole run, and it says so
+    old = {v.name: v for v in evaluate(c, summary())}["throughput"]
+    assert old.measured == 25.0 and "whole run" in old.detail
+
+
+def test_conformance_not_tested_is_not_a_pass() -> None:
+    c = parse_criteria({}, WHERE)
+    conf = {"findings_total": 0, "tested": False, "not_tested_reason": "no key came within 10% of a limit"}
+    v = {v.name: v for v in evaluate(c, summary(conformance=conf))}["throttle conformance findings"]
+    assert (v.status, v.passed) == ("not checked", None)
+    assert v.detail == "not tested: no key came within 10% of a limit"
+    tested = {v.name: v for v in evaluate(c, summary(conformance={**conf, "tested": True}))}
+    assert tested["throttle conformance findings"].status == "pass"
+    # findings are judged whatever ``tested`` says
+    found = {v.name: v for v in evaluate(c, summary(conformance={**conf, "findings_total": 2}))}
+    assert found["throttle conformance findings"].status == "fail"

@@ -244,3 +244,31 @@ def test_docstring_examples(module: str) -> None:
 
     mod = importlib.import_module("harness.webui" if module == "webui" else f"harness.report.{module}")
     assert doctest.testmod(mod).failed == 0
+
+
+def test_report_words_and_steady_throughput(tmp_path: Path) -> None:
+    """The report's vocabulary is the terminal's, its throughput is the criterion's (steady window),
+    and its integrity line is the summary's statement (coverage and true counts)."""
+    folder = write_run(tmp_path / "w", Shape(devices=8, duration=30, seed=8))
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["overall"]["steady_throughput_rps"] = 12.345
+    summary["overall"]["steady_window"] = {"start": 0.0, "end": 1.0, "start_offset_s": 4.5, "end_offset_s": 28.0,
+                                           "duration_s": 23.5, "how": "all users started .. users told to stop",
+                                           "whole_run": False, "requests": 290}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    integ = json.loads((folder / "integrity.json").read_text())
+    integ["statement"] = "a sample of 8 of 8 devices (all 40 states) read back: 0 lost"
+    (folder / "integrity.json").write_text(json.dumps(integ))
+    page = parse(write_report(folder))
+    text = " ".join(page.text)
+    assert "throughput (steady window)" in text and "12.3 req/s over 4.5 s .. 28.0 s" in text
+    assert "steady-window" in page.ids
+    assert "Steady window: 4.5 s .. 28.0 s (all users started .. users told to stop)" in text
+    assert "errors / throttled (429)" in text and "errors / 429s" not in text
+    assert "Errors are failed requests other than 429; throttled are requests answered 429" in text
+    assert "a sample of 8 of 8 devices (all 40 states) read back: 0 lost" in text
+    # the badge reads the same field as the terminal's top word
+    from harness.console import verdict_word
+
+    assert ("PASS" if summary["passed"] else "FAIL") in text and verdict_word(summary).startswith(
+        "PASSED" if summary["passed"] else "FAILED")
