@@ -23,7 +23,7 @@ from typing import Any, Callable
 from harness.fleet import Device, Fleet
 from harness.limits import LimitsTable
 from harness.provision import Login
-from harness.readback import AcceptedLog
+from harness.accepted import AcceptedLog
 from harness.record import Recorder
 from harness.schedule import FleetTimeline, Ledger, Ticket, device_streams, stable_seed
 from harness.scenario import Scenario, device_rng, make_state_generator

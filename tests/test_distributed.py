@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from runs import ROOT, Run, write_scenario
 
 from harness.distributed import owners, split_table

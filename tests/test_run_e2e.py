@@ -10,7 +10,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pytest
 from runs import run_cli, write_scenario
 
 from harness.record import read_samples

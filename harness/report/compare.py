@@ -74,6 +74,7 @@ import numpy as np
 
 from harness.analysis.percentiles import percent_of, rank
 from harness.record import Samples, read_samples
+from harness.report.rundata import read_json_object as _read_json
 
 COMPARED = ("p50", "p90", "p95", "p99", "p99.9")
 METRICS = ("corrected", "response")
@@ -461,14 +462,6 @@ def compare_samples(base: Samples, cur: Samples, threshold: float = THRESHOLD, m
 
 
 # -- run folders: identity and reading ------------------------------------------------------
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
 
 def _target_text(target: Any) -> tuple[str, str]:
     """(what to show, what to compare) for a scenario's target section."""

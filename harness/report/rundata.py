@@ -42,7 +42,7 @@ def safe_url(url: str | None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -153,10 +153,10 @@ def load_run(run_dir: Path) -> RunData:
     return RunData(
         path=run_dir,
         samples=read_samples(run_dir),
-        summary=_json(run_dir / "summary.json"),
-        integrity=_json(run_dir / "integrity.json"),
+        summary=read_json_object(run_dir / "summary.json"),
+        integrity=read_json_object(run_dir / "integrity.json"),
         scenario=_yaml(run_dir / "scenario.yaml"),
-        fleet=_json(run_dir / "fleet.json"),
+        fleet=read_json_object(run_dir / "fleet.json"),
     )
 
 
