@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/losant-load run $(SCENARIO) --headless
 
 test: $(STAMP)
+	$(BIN)/ruff check harness tests bench locustfile.py
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
