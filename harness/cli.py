@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --baseline: a regression must exceed this relative change (default: 0.1)")
     run.add_argument("--regression-min-change-ms", type=float, metavar="MS",
                      help="with --baseline: a latency regression must also exceed this many ms (default: 2)")
+    run.add_argument("--junit", metavar="FILE",
+                     help="also write the verdict as JUnit XML to FILE, one test case per criterion and per "
+                          "regression (every run folder has junit.xml)")
     dist = run.add_argument_group("distributed runs (Locust master and workers)")
     dist.add_argument("--workers", type=int, metavar="N",
                       help="start a master and N local worker processes (one per core is sensible)")
@@ -118,6 +121,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             argv += ["--regression-min-change-ms", str(args.regression_min_change_ms)]
     elif args.regression_threshold is not None or args.regression_min_change_ms is not None:
         raise ConfigError("--regression-threshold and --regression-min-change-ms apply only with --baseline DIR")
+    if args.junit:
+        junit = Path(args.junit)
+        if junit.is_dir() or not (junit.parent if str(junit.parent) else Path(".")).is_dir():
+            raise ConfigError(f"--junit {args.junit}: expected a file in an existing folder")
+        argv += ["--junit", str(junit.resolve())]
     for flag in ("teardown", "yes", "allow_exceeding_live_limits", "no_record"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))

@@ -74,6 +74,8 @@ def add_arguments(parser: Any, **_: Any) -> None:
                        help="with --baseline: relative floor of a regression (default: compare's, 0.1)")
     group.add_argument("--regression-min-change-ms", type=float, default=None, include_in_web_ui=False,
                        help="with --baseline: absolute floor of a latency regression in ms (default: compare's)")
+    group.add_argument("--junit", default="", include_in_web_ui=False,
+                       help="also write the verdict as JUnit XML to this file (the run folder always has junit.xml)")
     group.add_argument("--no-record", action="store_true", include_in_web_ui=False,
                        help="benchmarks only: keep no samples (no analysis, no report), to measure the recorder's cost")
     group.add_argument("--teardown", action="store_true", include_in_web_ui=False,
@@ -94,6 +96,8 @@ def _load(options: Any) -> None:
     if options.headless and not options.run_time:
         options.run_time = max(1, round(scenario.duration))  # a headless run ends by itself
     state.scenario, state.scenario_path = scenario, path
+    if getattr(options, "junit", ""):
+        _check_writable(Path(options.junit), "--junit")
     if getattr(options, "baseline", ""):
         _check_baseline(options, scenario)  # before anything starts: a wrong baseline is exit 2, no run
     limits_file = options.limits or (scenario.target.limits if scenario.target.kind == "emulator" else None)
@@ -115,6 +119,13 @@ def _load(options: Any) -> None:
                             plan_devices(scenario), application_id=state.target.application_id,
                             operator_token=scenario.operators.count > 0)
     state.prepared_key = _prepared_key(options)
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """An output file named by an option must be writable before the run starts, not after it."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not parent.is_dir():
+        raise ConfigError(f"{option} {path}: expected a file in an existing folder")
 
 
 def _check_baseline(options: Any, scenario: Any) -> None:

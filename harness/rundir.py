@@ -104,4 +104,8 @@ def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = 
     from harness.report import write_report
 
     write_report(run_dir, baseline if comparison is not None else None, comparison)
+    from harness.report.junit import write_junit
+
+    junit = getattr(opts, "junit", "") or ""
+    write_junit(run_dir, summary, Path(junit) if junit else None)
     return summary

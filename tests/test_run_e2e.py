@@ -6,6 +6,7 @@ full windows fit in a few seconds; the emulator and the harness read the same fi
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
@@ -92,11 +93,19 @@ def test_exit_code_one_when_a_criterion_fails(tmp_path: Path) -> None:
     data["target"] = {"kind": "emulator"}
     data["criteria"] = {"min_throughput": 1_000_000}
     path = write_scenario(tmp_path, data)
-    run = run_cli(["run", str(path), "--headless"], tmp_path / "reports")
+    junit = tmp_path / "ci" / "results.xml"
+    junit.parent.mkdir()
+    run = run_cli(["run", str(path), "--headless", "--junit", str(junit)], tmp_path / "reports")
     assert run.code == 1, run.output[-3000:]
     assert "FAIL" in run.output and "throughput" in run.output
     verdicts = run.summary()["verdicts"]
     assert any(v["name"].startswith("throughput") and not v["passed"] for v in verdicts)
+    # CI's view says what the terminal, summary.json and the exit code say: the throughput case fails
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (run.run_dir / "junit.xml").read_text() == junit.read_text()
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failed == [v["name"] for v in verdicts if v["passed"] is False]
+    assert int(suite.get("tests", 0)) == len(verdicts)
     # integrity covers every accepted state of every device that had one (the emulator's reads are free)
     integrity = run.summary()["integrity"]
     sends = sends_by_device(run.run_dir)

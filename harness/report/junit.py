@@ -1,0 +1,119 @@
+"""``junit.xml``: the run's verdict in the form CI systems already render.
+
+GitLab, Jenkins and GitHub Actions show JUnit XML as a test report, so a load test that
+gates a build reads there like any other test. It is written from ``summary.json``
+alone, the same document the terminal, the report's badge and the exit code come
+from, so the four never disagree:
+
+- one test case per criterion (a failed criterion is a ``<failure>``, one that could
+  not be measured is ``<skipped>`` with the reason);
+- with ``--baseline``: one case for the judgement against the baseline, and one per
+  regression listed in ``summary.regression.top`` (the total is in the message);
+- an interrupted run adds a case that errs ("the run ended before its planned end"),
+  because its figures cover only part of the plan.
+
+The layout follows the schema most CI tools accept (the Ant/Jenkins ``testsuites`` >
+``testsuite`` > ``testcase`` with ``failure``/``error``/``skipped``).
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from harness.report.tables import num
+
+
+def _text(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if unit == "fraction":
+            return f"{value:.2%}"
+        return f"{num(value, 4)}{' ' + unit if unit and unit != 'fraction' else ''}"
+    return f"{value}{' ' + unit if unit and unit != 'fraction' else ''}"
+
+
+def _case(suite: ET.Element, classname: str, name: str) -> ET.Element:
+    return ET.SubElement(suite, "testcase", {"classname": classname, "name": name, "time": "0"})
+
+
+def junit_xml(summary: dict[str, Any], run_dir: Path | str | None = None) -> str:
+    """The JUnit XML document for a run's summary (see the module docstring)."""
+    scenario = summary.get("scenario") or {}
+    name = str(scenario.get("name") or "run")
+    run = summary.get("run") or {}
+    duration = float(run.get("duration_s") or 0.0)
+    cls = f"losant-load.{name}"
+    root = ET.Element("testsuites", {"name": "losant-load"})
+    suite = ET.SubElement(root, "testsuite", {"name": f"losant-load: {name}",
+                                              "timestamp": str(run.get("start") or ""),
+                                              "time": f"{duration:.3f}"})
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("run_id", scenario.get("run_id")), ("target", scenario.get("target")),
+                       ("passed", summary.get("passed")), ("run_folder", str(run_dir) if run_dir else None)):
+        if value is not None:
+            ET.SubElement(props, "property", {"name": key, "value": str(value)})
+    failures = errors = skipped = 0
+    for v in summary.get("verdicts") or []:
+        case = _case(suite, f"{cls}.criteria", str(v.get("name")))
+        unit = str(v.get("unit") or "")
+        what = f"measured {_text(v.get('measured'), unit)} (bound {_text(v.get('bound'), unit)})"
+        detail = str(v.get("detail") or "")
+        if v.get("passed") is False:
+            failures += 1
+            ET.SubElement(case, "failure", {"message": what, "type": "criterion"}).text = detail or what
+        elif v.get("passed") is None:
+            skipped += 1
+            ET.SubElement(case, "skipped", {"message": f"not checked: {detail}" if detail else "not checked"})
+        else:
+            ET.SubElement(case, "system-out").text = f"{what}{'; ' + detail if detail else ''}"
+    reg = summary.get("regression")
+    if isinstance(reg, dict):
+        verdict = str(reg.get("verdict") or "")
+        case = _case(suite, f"{cls}.regression", f"against baseline {reg.get('baseline', '?')}")
+        total = int(reg.get("regressions_total") or 0)
+        if verdict == "regression":
+            failures += 1
+            ET.SubElement(case, "failure", {"message": f"{total} regression{'s' if total != 1 else ''}",
+                                            "type": "regression"}).text = "\n".join(
+                str(t.get("text") or t.get("op")) for t in reg.get("top") or [] if isinstance(t, dict))
+            for i, item in enumerate(reg.get("top") or []):
+                if not isinstance(item, dict):
+                    continue
+                text = str(item.get("text") or item.get("op"))
+                sub = _case(suite, f"{cls}.regression", f"regression {i + 1} of {total}: {text}")
+                failures += 1
+                ET.SubElement(sub, "failure", {"message": text, "type": "regression"})
+        elif verdict == "not compared":
+            errors += 1
+            ET.SubElement(case, "error", {"message": f"not compared: {reg.get('error', '')}",
+                                          "type": "baseline"})
+        else:
+            ET.SubElement(case, "system-out").text = verdict
+    if summary.get("complete") is False:
+        errors += 1
+        case = _case(suite, f"{cls}.run", "run complete")
+        ET.SubElement(case, "error", {"message": str(summary.get("incomplete_reason") or "interrupted"),
+                                      "type": "incomplete"})
+    tests = len(suite.findall("testcase"))
+    counts = {"tests": str(tests), "failures": str(failures), "errors": str(errors), "skipped": str(skipped)}
+    suite.attrib.update(counts)
+    root.attrib.update({**counts, "time": f"{duration:.3f}"})
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(run_dir: Path, summary: dict[str, Any], also: Path | None = None) -> Path:
+    """Write ``run_dir/junit.xml`` (and a copy at ``also``, ``--junit FILE``); returns the run's copy."""
+    text = junit_xml(summary, run_dir)
+    out = Path(run_dir) / "junit.xml"
+    for path in (out, also):
+        if path is None:
+            continue
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return out
