@@ -90,6 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                             "--loglevel", "WARNING"])
     if not args.scenario:
         raise ConfigError("run: a scenario file is required, e.g. losant-load run scenarios/smoke.yaml --headless")
+    if args.users is not None and args.users < 1:
+        raise ConfigError(f"--users {args.users}: expected 1 or more device users")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: expected 1 or more worker processes")
     scenario = load_scenario(Path(args.scenario))  # refuse a malformed scenario before anything starts
@@ -129,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for flag in ("teardown", "yes", "allow_exceeding_live_limits", "no_record"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
-    if args.users:
+    if args.users is not None:
         argv += ["--scale-users", str(args.users)]
     if args.headless:
         argv += ["--headless", "--run-time", f"{max(1, round(duration))}s", "--only-summary",

@@ -126,3 +126,11 @@ def test_exit_code_two_for_a_malformed_scenario_before_anything_starts(tmp_path:
     assert str(path) in run.output and "report_intervall" in run.output and "report_interval" in run.output
     assert "Traceback" not in run.output
     assert not any((tmp_path / "reports").iterdir()), "nothing may start for a malformed scenario"
+
+
+def test_users_zero_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, fleet_scenario("zero", "respect"))
+    run = run_cli(["run", str(path), "--headless", "--users", "0"], tmp_path / "reports")
+    assert run.code == 2
+    assert "--users 0" in run.output and "Traceback" not in run.output
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
