@@ -234,7 +234,11 @@ def findings(items: list[dict[str, Any]], total: int | None, t0: float, shown: i
             f'{cell(value(f.get("in_window")), "n")}{cell(value(f.get("count")), "n")}'
             f'{cell(f.get("detail") or f.get("note", ""))}</tr>'
             for f in items[:shown]]
-    more = (total or len(items)) - min(len(items), shown)
-    tail = f'<p class="muted">{more:,} more findings are in summary.json.</p>' if more > 0 else ""
+    total = total if total is not None else len(items)
+    shown_n = min(len(items), shown)
+    listed = (f"summary.json lists the first {len(items):,}" if len(items) < total
+              else "summary.json lists them all")
+    tail = (f'<p class="muted">The first {shown_n:,} of {total:,} findings are shown; {listed}.</p>'
+            if shown_n < total else "")
     return table(("finding", "limit", "operation", "key", "when", "in window (bound)", "limit count", "why"), rows,
                  cls="findings", numeric_from=4) + tail

@@ -110,3 +110,14 @@ def test_accepted_windows_against_brute_force() -> None:
         assert ca.tolist() == [sum(1 for u in acc if x - 15 < u <= x) for x in acc]
         assert cr.tolist() == [sum(1 for u in acc if x - 15 < u < x) for x in ref]
         assert int(ca.max()) == 25  # the accepted calls, never the 429s, reach the limit line
+
+
+def test_findings_table_states_how_many_of_the_true_total_it_shows() -> None:
+    from harness.report.tables import findings
+
+    items = [{"kind": "false_throttle", "limit": "device.sendState", "op": "device.sendState", "key": f"d{i}",
+              "time": 10.0 + i, "in_window": 25, "count": 30, "detail": "x"} for i in range(1000)]
+    html = findings(items, 1198, 0.0)
+    assert html.count("<tr>") == 1 + 200  # header row + the rows shown
+    assert "The first 200 of 1,198 findings are shown; summary.json lists the first 1,000." in html
+    assert "shown" not in findings(items[:3], 3, 0.0)
