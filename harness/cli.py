@@ -124,10 +124,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.regression_threshold is not None or args.regression_min_change_ms is not None:
         raise ConfigError("--regression-threshold and --regression-min-change-ms apply only with --baseline DIR")
     if args.junit:
-        junit = Path(args.junit)
-        if junit.is_dir() or not (junit.parent if str(junit.parent) else Path(".")).is_dir():
-            raise ConfigError(f"--junit {args.junit}: expected a file in an existing folder")
-        argv += ["--junit", str(junit.resolve())]
+        from harness.rundir import check_output_file
+
+        check_output_file(Path(args.junit), "--junit")
+        argv += ["--junit", str(Path(args.junit).resolve())]
     for flag in ("teardown", "yes", "allow_exceeding_live_limits", "no_record"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))

@@ -56,19 +56,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _measure(value: Any, unit: str = "") -> str:
-    """A verdict's measured value or bound in its unit: fractions as percentages, counts with separators."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return _fmt(value)
-    if unit == "fraction":
-        return f"{value:.2%}"
-    if unit == "requests/s":
-        return f"{value:,.1f} req/s"
-    if unit == "ms":
-        return f"{_fmt(value)} ms"
-    return _fmt(value)
-
-
 def _count(value: Any, fallback: Any = None) -> int:
     """A true count from the summary: an int field, else the length of a (possibly truncated) list."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -134,6 +121,8 @@ def criteria_lines(summary: dict[str, Any]) -> list[str]:
     verdicts = summary.get("verdicts") or []
     if not verdicts:
         return []
+    from harness.analysis.criteria import measure_text
+
     lines = ["  criteria:"]
     for v in verdicts:
         mark = "PASS" if v.get("passed") else ("n/a " if v.get("status") == "not checked" else "FAIL")
@@ -141,7 +130,7 @@ def criteria_lines(summary: dict[str, Any]) -> list[str]:
         if v.get("status") == "not checked":
             text = detail if detail.startswith("not ") else (f"not checked ({detail})" if detail else "not checked")
         else:
-            text = f"measured {_measure(v.get('measured'), unit)} (bound {_measure(v.get('bound'), unit)})"
+            text = f"measured {measure_text(v.get('measured'), unit)} (bound {measure_text(v.get('bound'), unit)})"
             text += f" {detail}" if detail.startswith("over ") else (f"; {detail}" if detail else "")
         lines.append(f"    [{mark}] {v.get('name')}: {text}")
     return lines

@@ -15,6 +15,7 @@ import yaml
 from harness import __version__
 from harness.errors import ConfigError
 from harness.limits import LimitsTable, table_from_dict, table_to_dict
+from harness.rundir import epoch_of
 
 
 def save_limits(run_dir: Path, table: LimitsTable) -> None:
@@ -25,34 +26,11 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def _epoch(value: Any) -> float | None:
-    """run.json times: ISO strings (or epoch seconds) -> epoch seconds; None if absent or unreadable."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str) and value:
-        from datetime import datetime, timezone
-
-        try:
-            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
-    return None
-
-
 def _planned_users(path: Path, workers: int) -> int | None:
-    """Locust users the scenario starts (as ``session.user_counts``, which imports Locust; judging does not)."""
-    import math
+    """Locust users the scenario starts (``user_counts``, as the run sized its user classes)."""
+    from harness.scenario import load_scenario, user_counts
 
-    from harness.scenario import load_scenario
-
-    scenario = load_scenario(path)
-    fleet_users = workers
-    if not workers:
-        per_user = 2000  # session.DEVICES_PER_FLEET_USER
-        fleet_users = sum(math.ceil(c.total_devices / per_user) if scenario.fleet.mode == "multiplexed" else c.count
-                          for c in scenario.fleet.classes)
-    return (fleet_users + scenario.operators.count) or None
+    return sum(user_counts(load_scenario(path), workers).values()) or None
 
 
 def steady_hints(run_dir: Path, meta: dict[str, Any], scenario: dict[str, Any]) -> dict[str, Any]:
@@ -63,8 +41,8 @@ def steady_hints(run_dir: Path, meta: dict[str, Any], scenario: dict[str, Any]) 
     and a ramp-up of users / spawn rate (``run.json`` ``users`` and ``spawn_rate``, or
     the scenario's fleet, operators and ``ramp_up`` for older folders).
     """
-    hints: dict[str, Any] = {"started": _epoch(meta.get("started")), "spawned": _epoch(meta.get("spawning_complete")),
-                             "stopping": _epoch(meta.get("stopping"))}
+    hints: dict[str, Any] = {"started": epoch_of(meta.get("started")), "spawned": epoch_of(meta.get("spawning_complete")),
+                             "stopping": epoch_of(meta.get("stopping"))}
     duration = meta.get("duration")
     if isinstance(duration, (int, float)) and duration > 0:
         hints["planned_duration"] = float(duration)

@@ -22,8 +22,9 @@ from locust import events
 from harness import distributed
 from harness.console import format_summary
 from harness.errors import ConfigError, HarnessError
-from harness.rundir import finish_run, make_run_id, new_run_dir, write_run_info
-from harness.session import RunContext, user_counts
+from harness.rundir import check_output_file, finish_run, make_run_id, new_run_dir, write_run_info
+from harness.scenario import user_counts
+from harness.session import RunContext
 
 log = logging.getLogger("losant-load")
 DEFAULT_SCENARIO = "scenarios/smoke.yaml"
@@ -97,7 +98,7 @@ def _load(options: Any) -> None:
         options.run_time = max(1, round(scenario.duration))  # a headless run ends by itself
     state.scenario, state.scenario_path = scenario, path
     if getattr(options, "junit", ""):
-        _check_writable(Path(options.junit), "--junit")
+        check_output_file(Path(options.junit), "--junit")
     if getattr(options, "baseline", ""):
         _check_baseline(options, scenario)  # before anything starts: a wrong baseline is exit 2, no run
     limits_file = options.limits or (scenario.target.limits if scenario.target.kind == "emulator" else None)
@@ -119,13 +120,6 @@ def _load(options: Any) -> None:
                             plan_devices(scenario), application_id=state.target.application_id,
                             operator_token=scenario.operators.count > 0)
     state.prepared_key = _prepared_key(options)
-
-
-def _check_writable(path: Path, option: str) -> None:
-    """An output file named by an option must be writable before the run starts, not after it."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir() or not parent.is_dir():
-        raise ConfigError(f"{option} {path}: expected a file in an existing folder")
 
 
 def _check_baseline(options: Any, scenario: Any) -> None:

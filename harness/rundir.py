@@ -18,6 +18,28 @@ from typing import Any
 import yaml
 
 
+def epoch_of(value: Any) -> float | None:
+    """A ``run.json`` time (ISO 8601, as written here; or epoch seconds) in epoch seconds; None if absent
+    or unreadable."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+    return None
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """A file an option names is checked before the run starts, not found unwritable after it."""
+    from harness.errors import ConfigError
+
+    if path.is_dir() or not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise ConfigError(f"{option} {path}: expected a file in an existing folder")
+
+
 def make_run_id(scenario_name: str, now: datetime | None = None) -> str:
     """UTC start time and scenario name: sorts by time, says what ran."""
     now = now or datetime.now(timezone.utc)

@@ -13,23 +13,21 @@ ownership version changes.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.accepted import AcceptedLog
 from harness.fleet import Device, Fleet
 from harness.limits import LimitsTable
 from harness.provision import Login
-from harness.accepted import AcceptedLog
 from harness.record import Recorder
 from harness.schedule import FleetTimeline, Ledger, Ticket, device_streams, stable_seed
-from harness.scenario import Scenario, device_rng, make_state_generator
+from harness.scenario import DEVICES_PER_FLEET_USER, Scenario, device_rng, make_state_generator
 from harness.users.devices import Reporter
 
-DEVICES_PER_FLEET_USER = 2000
 SPILL_ROWS = 200_000
 
 
@@ -81,23 +79,6 @@ def plan_units(scenario: Scenario, fleet: Fleet) -> list[Unit]:
     return units
 
 
-def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
-    """How many Locust users of each kind the scenario needs (fixed counts).
-
-    Distributed (``workers`` > 0): one fleet user per worker drives that worker's share.
-    """
-    counts = {"standalone": 0, "gateway": 0, "multiplexed": 0, "operator": scenario.operators.count}
-    if workers:
-        counts["multiplexed"] = workers
-        return counts
-    for cls in scenario.fleet.classes:
-        if scenario.fleet.mode == "multiplexed":
-            counts["multiplexed"] += math.ceil(cls.total_devices / DEVICES_PER_FLEET_USER)
-        else:
-            counts[cls.kind] += cls.count
-    return counts
-
-
 def _nothing() -> None:
     pass
 
@@ -110,8 +91,7 @@ class RunContext:
         self.scenario, self.fleet, self.login, self.limits = scenario, fleet, login, limits
         self.run_dir = run_dir
         pacing = scenario.pacing
-        self.off = pacing.throttle == "off"
-        self.paced = not self.off  # every call is admitted by the ledger at its actual send time
+        self.paced = pacing.throttle != "off"  # every call is admitted by the ledger at its actual send time
         self.probing = pacing.throttle == "probe"  # probed limits are also reserved on planned times
         self.ledger = Ledger(limits, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
         # 200,000-row chunks: a spill to disk pauses the event loop for ~25 ms, once per 200,000

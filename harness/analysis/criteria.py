@@ -225,6 +225,23 @@ def steady_throughput(overall: dict[str, Any]) -> tuple[float | None, str]:
                     f"{window.get('end_offset_s', 0):.1f} s ({window.get('how', '')})")
 
 
+def measure_text(value: Any, unit: str = "") -> str:
+    """A verdict's measured value or bound in its unit (fractions as percentages, counts with
+    separators): one wording for the terminal and junit.xml."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if not isinstance(value, (int, float)):
+        return str(value)
+    if unit == "fraction":
+        return f"{value:.2%}"
+    if unit == "requests/s":
+        return f"{value:,.1f} req/s"
+    text = f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+    return f"{text} ms" if unit == "ms" else text
+
+
 def passed(verdicts: list[Verdict]) -> bool:
     """The run passes when no verdict failed ("not checked" is not a failure)."""
     return all(v.passed is not False for v in verdicts)

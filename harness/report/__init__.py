@@ -42,7 +42,8 @@ def write_report(run_dir: Path, baseline: Path | None = None, comparison: dict |
         base = load_run(Path(baseline))
         result = comparison
         if result is None:
-            from harness.report.compare import _read_json, identity_problem, run_identity
+            from harness.report.compare import identity_problem, run_identity
+            from harness.report.rundata import read_json_object as _read_json
 
             problem = identity_problem(run_identity(Path(baseline)), run_identity(run_dir))
             result = {"baseline": str(baseline), "current": str(run_dir),

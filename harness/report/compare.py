@@ -63,7 +63,6 @@ import hashlib
 import json
 import math
 import sys
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from statistics import NormalDist
@@ -75,6 +74,7 @@ import numpy as np
 from harness.analysis.percentiles import percent_of, rank
 from harness.record import Samples, read_samples
 from harness.report.rundata import read_json_object as _read_json
+from harness.rundir import epoch_of
 
 COMPARED = ("p50", "p90", "p95", "p99", "p99.9")
 METRICS = ("corrected", "response")
@@ -212,15 +212,6 @@ def _tail_count(label: str, n: int) -> float:
 
 # -- the steady window and the blocks -------------------------------------------------------
 
-def _epoch(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
 def steady_window(s: Samples, info: dict[str, Any] | None = None, settle: float = SETTLE_S) -> dict[str, Any]:
     """The stretch of a run between the ramp-up and the stop, ``settle`` seconds trimmed at each end.
 
@@ -236,7 +227,7 @@ def steady_window(s: Samples, info: dict[str, Any] | None = None, settle: float 
     t_first, t_last = float(s.planned.min()), float(s.planned.max())
     info = info or {}
     how = []
-    spawned = _epoch(info.get("spawning_complete"))
+    spawned = epoch_of(info.get("spawning_complete"))
     if spawned is not None and t_first <= spawned <= t_last:
         ramp_end = spawned
         how.append("ramp-up end from run.json")
@@ -247,7 +238,7 @@ def steady_window(s: Samples, info: dict[str, Any] | None = None, settle: float 
         recurring = np.bincount(keys, minlength=len(first)) >= 3
         ramp_end = float(first[recurring].max()) if recurring.any() else t_first
         how.append("ramp-up end = first call of the last key to start")
-    stopping = _epoch(info.get("stopping"))
+    stopping = epoch_of(info.get("stopping"))
     stop = stopping if stopping is not None and ramp_end < stopping <= t_last + 1.0 else t_last
     start, end = ramp_end + settle, min(stop, t_last) - settle
     if end - start < 0.5 * (t_last - t_first):

@@ -23,17 +23,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from harness.report.tables import num
-
-
-def _text(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if unit == "fraction":
-            return f"{value:.2%}"
-        return f"{num(value, 4)}{' ' + unit if unit and unit != 'fraction' else ''}"
-    return f"{value}{' ' + unit if unit and unit != 'fraction' else ''}"
+from harness.analysis.criteria import measure_text
 
 
 def _case(suite: ET.Element, classname: str, name: str) -> ET.Element:
@@ -60,7 +50,7 @@ def junit_xml(summary: dict[str, Any], run_dir: Path | str | None = None) -> str
     for v in summary.get("verdicts") or []:
         case = _case(suite, f"{cls}.criteria", str(v.get("name")))
         unit = str(v.get("unit") or "")
-        what = f"measured {_text(v.get('measured'), unit)} (bound {_text(v.get('bound'), unit)})"
+        what = f"measured {measure_text(v.get('measured'), unit)} (bound {measure_text(v.get('bound'), unit)})"
         detail = str(v.get("detail") or "")
         if v.get("passed") is False:
             failures += 1

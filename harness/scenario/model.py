@@ -411,3 +411,24 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+#: Devices one multiplexed fleet user drives.
+DEVICES_PER_FLEET_USER = 2000
+
+
+def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
+    """How many Locust users of each kind the scenario needs (fixed counts).
+
+    Distributed (``workers`` > 0): one fleet user per worker drives that worker's share.
+    """
+    counts = {"standalone": 0, "gateway": 0, "multiplexed": 0, "operator": scenario.operators.count}
+    if workers:
+        counts["multiplexed"] = workers
+        return counts
+    for cls in scenario.fleet.classes:
+        if scenario.fleet.mode == "multiplexed":
+            counts["multiplexed"] += math.ceil(cls.total_devices / DEVICES_PER_FLEET_USER)
+        else:
+            counts[cls.kind] += cls.count
+    return counts
