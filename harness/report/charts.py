@@ -15,7 +15,7 @@ import base64
 import functools
 import io
 from collections.abc import Callable, Mapping, Sequence
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 import matplotlib
 
@@ -24,14 +24,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from harness.report.figures import CURVE_QUANTILES  # noqa: E402
+from harness.report.figures import CURVE_QUANTILES, PALETTE  # noqa: E402
 
 MAX_POINTS = 800
 P = ParamSpec("P")
-PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16",
-           "#64748b", "#a16207")
+#: Legends sit outside the plotting area (right of it), so they never cover a curve.
+OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
 INK, GRID, MUTED = "#1f2937", "#e5e7eb", "#6b7280"
-_RC = {
+_RC: dict[str, Any] = {
     "font.family": "DejaVu Sans", "font.size": 9, "axes.edgecolor": "#d1d5db", "axes.labelcolor": INK,
     "axes.titlesize": 10, "axes.titleweight": "bold", "axes.titlelocation": "left", "axes.grid": True,
     "grid.color": GRID, "grid.linewidth": 0.6, "axes.spines.top": False, "axes.spines.right": False,
@@ -77,7 +77,7 @@ def styled(fn: Callable[P, str]) -> Callable[P, str]:
     """Draw and save under the report's rc style (the style must cover drawing, not just creation)."""
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> str:
-        with plt.rc_context(_RC):
+        with plt.rc_context(_RC):  # type: ignore[arg-type]
             return fn(*args, **kwargs)
     return wrapper
 
@@ -91,7 +91,7 @@ def to_data_uri(fig: Figure) -> str:
 
 
 def _figure(w: float, h: float, nrows: int = 1, ncols: int = 1, **kw: object) -> tuple[Figure, np.ndarray]:
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w, h), squeeze=False, **kw)  # type: ignore[arg-type]
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w, h), squeeze=False, **kw)  # type: ignore[call-overload]
     for ax in axes.flat:
         ax.set_axisbelow(True)
     return fig, axes
@@ -108,17 +108,43 @@ def _time_axis(ax: plt.Axes, seconds: float) -> None:
 
 
 @styled
-def throughput(times: np.ndarray, rps: Mapping[str, np.ndarray], active: np.ndarray, bucket: float) -> str:
-    """Requests per second stacked by operation, and active devices below it (shows the ramp)."""
+def throughput(times: np.ndarray, rps: Mapping[str, np.ndarray], active: np.ndarray, bucket: float,
+               colors: Mapping[str, str] | None = None, steady: tuple[float, float] | None = None) -> str:
+    """Requests per second stacked by operation, and active devices below it (shows the ramp).
+
+    ``steady`` (seconds from the start) shades the ramp-up and the stop; a start-up burst
+    far above the steady rate is clipped (and its peak written on the chart) so the steady
+    rate, what the run is judged on, stays readable.
+    """
     fig, axes = _figure(10, 5.2, 2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
     ax, ax2 = axes[0, 0], axes[1, 0]
     names = list(rps)
     if names and len(times):
-        ax.stackplot(times, *[rps[n] for n in names], labels=names, colors=PALETTE[: len(names)] * 10,
-                     alpha=0.85, step="post")
+        cols = [(colors or {}).get(n) or PALETTE[i % len(PALETTE)] for i, n in enumerate(names)]
+        ax.stackplot(times, *[rps[n] for n in names], labels=names, colors=cols, alpha=0.85, step="post")
         ax.legend(loc="lower left", bbox_to_anchor=(0, 1.08), ncols=min(len(names), 5))
+        total = np.sum([rps[n] for n in names], axis=0)
+        if steady is not None:
+            inside = (times >= steady[0]) & (times + bucket <= steady[1] + bucket)
+            calm = float(total[inside].max()) if inside.any() else 0.0
+            peak = float(total.max())
+            if calm > 0 and peak > 2.0 * calm:
+                ax.set_ylim(0, calm * 1.6)
+                at = float(times[int(np.argmax(total))])
+                ax.annotate(f"start-up peak {peak:,.0f} req/s (clipped)", xy=(at, calm * 1.6), xytext=(4, -12),
+                            textcoords="offset points", fontsize=7, color=MUTED)
+    for a in (ax, ax2):
+        if steady is not None and len(times):
+            end = float(times[-1]) + bucket
+            a.axvspan(0, steady[0], color=MUTED, alpha=0.12, lw=0)
+            if steady[1] < end:
+                a.axvspan(steady[1], end, color=MUTED, alpha=0.12, lw=0)
+    if steady is not None and len(times) and steady[0] > 0:
+        ax.text(steady[0] / 2, 0.98, "ramp-up", transform=ax.get_xaxis_transform(), ha="center", va="top",
+                fontsize=7, color=MUTED)
     ax.set_ylabel("requests / s")
-    ax.set_title(f"Throughput by operation (per {bucket:g} s, by actual send time)")
+    ax.set_title(f"Throughput by operation (per {bucket:g} s, by actual send time)"
+                 + ("; grey: ramp-up and stop, outside the steady window" if steady is not None else ""))
     ax2.step(times, active, where="post", color=INK)
     ax2.fill_between(times, active, step="post", color=INK, alpha=0.08)
     ax2.set_ylabel("active devices")
@@ -134,8 +160,8 @@ def errors_over_time(times: np.ndarray, series: Mapping[str, np.ndarray], bucket
     ax = axes[0, 0]
     names = list(series)
     ax.stackplot(times, *[series[n] / bucket for n in names], labels=names,
-                 colors=PALETTE[: len(names)] * 10, alpha=0.85, step="post")
-    ax.legend(loc="upper right", ncols=min(len(names), 5))
+                 colors=[PALETTE[i % len(PALETTE)] for i in range(len(names))], alpha=0.85, step="post")
+    ax.legend(**OUTSIDE)
     ax.set_ylabel("failed calls / s")
     ax.set_title(f"Errors over time by kind (per {bucket:g} s): fault periods show as bands")
     _time_axis(ax, float(times[-1]) if len(times) else 0.0)
@@ -155,9 +181,12 @@ def percentile_series(times: np.ndarray, series: Mapping[str, Mapping[str, Mappi
     colors = {"p50": PALETTE[2], "p95": PALETTE[1], "p99": PALETTE[3]}
     for ax, op in zip(axes.flat, ops):
         for label, color in colors.items():
-            ax.plot(times, _ms(series[op]["corrected"][label]), color=color, label=f"{label} corrected")
-            ax.plot(times, _ms(series[op]["response"][label]), color=color, ls="--", lw=1.0,
-                    label=f"{label} response time")
+            cor, resp = _ms(series[op]["corrected"][label]), _ms(series[op]["response"][label])
+            # a bucket with no neighbour draws no line segment: mark it, or a rare operation's panel is empty
+            ax.plot(times, cor, color=color, label=f"{label} corrected", marker="o", ms=3,
+                    markevery=_isolated(cor))
+            ax.plot(times, resp, color=color, ls="--", lw=1.0, label=f"{label} response time", marker="o",
+                    ms=3, mfc="none", markevery=_isolated(resp))
         _log_ms(ax)
         ax.set_title(op)
         ax.set_ylabel("ms")
@@ -170,12 +199,36 @@ def percentile_series(times: np.ndarray, series: Mapping[str, Mapping[str, Mappi
     return to_data_uri(fig)
 
 
+def _isolated(values: np.ndarray) -> list[int]:
+    """Indices of finite values whose neighbours are both missing (a line draws nothing there)."""
+    ok = np.isfinite(values)
+    prev = np.concatenate(([False], ok[:-1]))
+    nxt = np.concatenate((ok[1:], [False]))
+    return np.flatnonzero(ok & ~prev & ~nxt).tolist()
+
+
+class _MinorWhenSparse(matplotlib.ticker.Formatter):
+    """Labels minor ticks only when the view holds fewer than two labelled major ticks.
+
+    A log axis spanning 3-9 ms has no 1-2-5 tick inside it and would show no number at all.
+    """
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        lo, hi = sorted(self.axis.get_view_interval()) if self.axis is not None else (1.0, 10.0)
+        if lo <= 0 or not np.isfinite(lo) or not np.isfinite(hi):
+            return ""
+        majors = [m * 10.0 ** k for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+                  for m in (1, 2, 5) if lo <= m * 10.0 ** k <= hi]
+        return "" if len(majors) >= 2 else f"{x:.2g}"
+
+
 def _log_ms(ax: plt.Axes) -> None:
-    """Log y axis labelled in plain milliseconds (0.5, 10, 200), not powers of ten."""
+    """Log y axis labelled in plain milliseconds (0.5, 1, 2, 5, 10, 200), never left without numbers."""
     ax.set_yscale("log")
-    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(fmt)
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(base=10.0, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+    ax.yaxis.set_minor_formatter(_MinorWhenSparse())
 
 
 def _quantile_axis(ax: plt.Axes) -> None:
@@ -193,17 +246,19 @@ def _curve_x() -> np.ndarray:
 
 @styled
 def distribution(curves: Mapping[str, Mapping[str, np.ndarray]], ops: Sequence[str],
-                 baseline: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> str:
+                 baseline: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                 colors: Mapping[str, str] | None = None) -> str:
     """HDR-style percentile curves per operation: corrected and response time side by side.
 
-    With ``baseline``, its curves are overlaid dashed (the comparison view).
+    With ``baseline``, its curves are overlaid dashed (the comparison view). A curve stops
+    at the highest percentile its sample count resolves (``figures.supported``).
     """
     fig, axes = _figure(10, 3.8, 1, 2, sharey=True)
     x = _curve_x()
     for ax, kind, title in ((axes[0, 0], "corrected", "Corrected latency (from planned send)"),
                             (axes[0, 1], "response", "Response time (from actual send)")):
         for i, op in enumerate(ops):
-            color = PALETTE[i % len(PALETTE)]
+            color = (colors or {}).get(op) or PALETTE[i % len(PALETTE)]
             ax.plot(x, _ms(curves[op][kind]), color=color, label=op if baseline is None else f"{op} (current)")
             if baseline is not None and op in baseline:
                 ax.plot(x, _ms(baseline[op][kind]), color=color, ls="--", lw=1.0, label=f"{op} (baseline)")
@@ -212,7 +267,7 @@ def distribution(curves: Mapping[str, Mapping[str, np.ndarray]], ops: Sequence[s
         ax.set_title(title)
     axes[0, 0].set_ylabel("ms")
     if ops:
-        axes[0, 1].legend(loc="upper left", fontsize=7)
+        axes[0, 1].legend(fontsize=7, **OUTSIDE)
     return to_data_uri(fig)
 
 
@@ -231,7 +286,7 @@ def lateness(curve: np.ndarray, times: np.ndarray, p99: np.ndarray, threshold_ms
     ax2.axhline(threshold_ms, color=PALETTE[3], ls="--", lw=1, label=f"{threshold_ms:g} ms: generator saturated")
     ax2.set_ylabel("ms")
     ax2.set_title("Lateness p99 over time")
-    ax2.legend(loc="upper right")
+    ax2.legend(fontsize=7, **OUTSIDE)
     _time_axis(ax2, float(times[-1]) if len(times) else 0.0)
     return to_data_uri(fig)
 
@@ -261,7 +316,7 @@ def accepted_per_window(limit: str, count: int, window: float,
     ax.set_ylim(0, max(count * 1.25, top * 1.1))
     ax.set_ylabel(f"accepted in {window:g} s window")
     ax.set_title(f"{limit}: accepted calls per window, busiest keys (429s apart, as crosses)")
-    ax.legend(loc="lower right", fontsize=7, ncols=2)
+    ax.legend(fontsize=7, **OUTSIDE)
     _time_axis(ax, span)
     return to_data_uri(fig)
 
@@ -275,6 +330,6 @@ def overlay_throughput(base: tuple[np.ndarray, np.ndarray], cur: tuple[np.ndarra
     ax.step(*cur, where="post", color=PALETTE[0], label="current")
     ax.set_ylabel("requests / s")
     ax.set_title("Throughput: baseline vs current")
-    ax.legend(loc="upper left")
+    ax.legend(**OUTSIDE)
     _time_axis(ax, max(float(base[0][-1]) if len(base[0]) else 0.0, float(cur[0][-1]) if len(cur[0]) else 0.0))
     return to_data_uri(fig)

@@ -36,6 +36,15 @@ CURVE_QUANTILES = np.concatenate((np.linspace(0.0, 0.9, 19)[:-1], 1.0 - np.logsp
 SERIES = ("p50", "p95", "p99")
 
 
+#: Colour-blind-safe categorical palette (shared with charts); operations beyond it reuse it in order.
+PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16",
+           "#64748b", "#a16207")
+
+
+def op_colors(ops: list[str]) -> dict[str, str]:
+    return {op: PALETTE[i % len(PALETTE)] for i, op in enumerate(ops)}
+
+
 def bucket_seconds(duration: float, max_buckets: int = MAX_BUCKETS) -> float:
     """Smallest 'nice' bucket (1, 2, 5, 10, 15, 30, 60 s, ...) that keeps the series short.
 
@@ -83,17 +92,34 @@ class Figures:
     error_series: dict[str, np.ndarray] = field(default_factory=dict)  # error kind -> count per bucket
 
     @property
+    def colors(self) -> dict[str, str]:
+        """One colour per operation for the whole page (by the busiest-first order of ``ops``)."""
+        return op_colors(self.ops)
+
+    @property
     def duration(self) -> float:
         return max(self.t_end - self.t0, 0.0)
 
 
 def _curve(sorted_values: np.ndarray) -> np.ndarray:
-    """Exact order statistics at ``CURVE_QUANTILES`` of an already sorted array."""
+    """Exact order statistics at ``CURVE_QUANTILES`` of an already sorted array.
+
+    Quantiles the sample cannot resolve (q beyond 1 - 1/n: with 15 calls there is no
+    p99.9, only the maximum again) are NaN, so the curve stops where the data stop
+    instead of drawing a flat line that reads as a measured tail.
+    """
     n = len(sorted_values)
     if n == 0:
         return np.full(len(CURVE_QUANTILES), np.nan)
     ranks = np.clip(np.ceil(CURVE_QUANTILES * n).astype(np.int64) - 1, 0, n - 1)
-    return sorted_values[ranks]
+    out = sorted_values[ranks].astype(np.float64)
+    out[~supported(CURVE_QUANTILES, n)] = np.nan
+    return out
+
+
+def supported(q: np.ndarray | float, n: int) -> np.ndarray:
+    """Which quantiles ``n`` samples resolve: at least one sample at or beyond each (n * (1 - q) >= 1)."""
+    return np.asarray(n * (1.0 - np.asarray(q, dtype=np.float64)) >= 1.0 - 1e-9)
 
 
 def _row(op: str, counts: dict[str, np.ndarray], i: int | None, duration: float,

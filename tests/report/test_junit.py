@@ -71,3 +71,18 @@ def test_write_junit_writes_the_run_copy_and_the_requested_one(tmp_path: Path) -
     assert out == tmp_path / "junit.xml"
     assert out.read_text() == extra.read_text()
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_junit_validates_against_the_ci_schema(tmp_path: Path) -> None:
+    """Jenkins' xunit plugin validates against junit-10.xsd; GitLab and GitHub Actions read the same shape."""
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(Path(__file__).resolve().parents[1] / "data" / "junit-10.xsd")
+    regression = {"compared": True, "regressions": [{"op": "device.sendState", "metric": "p99", "baseline": 4.0,
+                                                      "current": 9.0, "change": 1.25, "detail": "worse in 10/10 blocks"}]}
+    for summary in (_summary(), _summary(complete=False, incomplete_reason="interrupted"),
+                    _summary(regression=regression), _summary(verdicts=[])):
+        text = junit_xml(summary, tmp_path)
+        errors = [str(e.reason) for e in schema.iter_errors(text)]
+        assert errors == [], errors
+        assert len(ET.fromstring(text).findall("testsuite/testcase")) >= len(summary["verdicts"])
