@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/ceiling.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/mqtt_broker.py
 	$(BIN)/python bench/respect_rate.py
 
 clean:

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="emubench-"))
 
     bare, bare_url = start(pinned(0) + [sys.executable, "-c", BARE_APP])
-    emu, emu_url = start(pinned(0) + [sys.executable, "-m", "harness.emulator", "--port", "0", "--quiet"])
+    emu, emu_url = start(pinned(0) + [sys.executable, "-m", "harness.emulator", "--port", "0", "--quiet", "--no-mqtt"])
     try:
         bare_script = script(tmp, "bare", ["/state x"])
         wrk(bare_url, bare_script, 2, args.connections)  # warm-up, and a first rate to size the fleet

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limits", help="limits YAML the target enforces, if not the documented ones (see docs/LIMITS.md)")
     run.add_argument("--reports-dir", default="reports", help="where run folders go (default: %(default)s)")
     run.add_argument("--teardown", action="store_true", help="delete what the run tag provisioned when done")
+    run.add_argument("--auth", choices=("user", "token"),
+                     help="live tenant: sign in as a user (LOSANT_EMAIL, LOSANT_PASSWORD) or with an API token "
+                          "(LOSANT_API_TOKEN); default: the scenario's target.auth")
     run.add_argument("--yes", action="store_true", help="confirm a live-tenant run without asking (needed headless)")
     run.add_argument("--allow-exceeding-live-limits", action="store_true",
                      help="accept probe mode or rates above documented limits against a live tenant")
@@ -75,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("report", help="write index.html for a run folder (--baseline DIR adds a comparison)", add_help=False)
     sub.add_parser("compare", help="compare two run folders of one scenario: exit 1 on a regression beyond the "
                                    "variation between stretches of the runs and the floors (compare --help)", add_help=False)
+    sub.add_parser("export", help="write a run folder's raw samples as CSV or JSON Lines (export --help)",
+                   add_help=False)
     ana = sub.add_parser("analyze", help="recompute summary.json from a run folder's samples",
                          description="Re-judge a finished run from its saved samples, optionally with other criteria.")
     ana.add_argument("run_dir", type=Path)
@@ -101,6 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--target-url", args.target_url]
     if args.limits:
         argv += ["--limits", args.limits]
+    if args.auth:
+        argv += ["--auth", args.auth]
     if args.workers:
         argv += ["--processes", str(args.workers)]
     elif args.master:
@@ -137,6 +144,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--headless", "--run-time", f"{max(1, round(duration))}s", "--only-summary",
                  "--loglevel", "WARNING", "--spawn-rate", str(scenario.ramp_up)]
     else:
+        from harness.preflight import check_web_port
+
+        check_web_port(args.web_host, args.web_port)
         argv += ["--web-host", args.web_host, "--web-port", str(args.web_port), "--spawn-rate", str(scenario.ramp_up)]
         print(f"losant-load: Locust web UI on http://{args.web_host}:{args.web_port} (Ctrl-C to quit)", file=sys.stderr)
     return _run_locust(argv)
@@ -161,15 +171,30 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from harness.console import format_summary
 
     print(format_summary(summary, args.run_dir))
+    original = (summary.get("rejudged") or {}).get("original")
+    kept = f"; the run's own verdict is kept in {args.run_dir / original}" if original else ""
+    print(f"losant-load: re-judged {args.run_dir}: summary.json, junit.xml and index.html rewritten together{kept}",
+          file=sys.stderr)
     return 0 if summary.get("passed") else 1
+
+
+def _serve_emulator(argv: list[str]) -> int:
+    """``losant-load emulator``: Ctrl-C or SIGTERM stop it gracefully, exit 0, no traceback."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        from harness.emulator.cli import main as emulator_main
+
+        return emulator_main(argv)
+    except KeyboardInterrupt:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["emulator"]:
-        from harness.emulator.cli import main as emulator_main
-
-        return emulator_main(argv[1:])
+        return _serve_emulator(argv[1:])
     if argv[:1] == ["report"]:
         from harness.report import main_report
 
@@ -178,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness.report import main_compare
 
         return main_compare(argv[1:])
+    if argv[:1] == ["export"]:
+        from harness.report.export import main_export
+
+        return main_export(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

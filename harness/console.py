@@ -166,6 +166,10 @@ def conformance_lines(summary: dict[str, Any], shown: int = 5) -> list[str]:
         head += (f"; {undecided:,} undecided" + (f" ({kinds})" if kinds else "")
                  + ": the calls' timing cannot decide them, so they are not findings")
     lines = [head]
+    rows = conf.get("rows_summary")
+    if isinstance(rows, dict) and rows.get("rows"):  # the documented table: how much of it this run drove
+        lines.append(f"    documented limits: {rows.get('driven', 0)} of {rows['rows']} rows driven; "
+                     + ", ".join(f"{n} {v}" for v, n in (rows.get("by_verdict") or {}).items()))
     if total and findings:
         lines.append(f"    first {min(shown, len(findings), total):,} of {total:,}:")
         for f in findings[:shown]:
@@ -225,6 +229,30 @@ def regression_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def harness_call_lines(summary: dict[str, Any]) -> list[str]:
+    """The harness's own calls, by phase, only when some failed: they are not the target's errors
+    (harness/harness_calls.py), but a failed set-up or tear-down should still be seen.
+
+    >>> harness_call_lines({"harness_calls": {"stop": {"calls": 200, "failed": 14, "outcomes": {"200": 186,
+    ...     "connection": 14}}, "read-back": {"calls": 2, "failed": 0}}})
+    ['  harness calls (not judged): stop 200, 14 failed (connection 14); read-back 2']
+    """
+    phases = summary.get("harness_calls")
+    if not isinstance(phases, dict) or not any(isinstance(p, dict) and p.get("failed") for p in phases.values()):
+        return []
+    parts = []
+    for name, p in phases.items():
+        if not isinstance(p, dict):
+            continue
+        text = f"{name} {p.get('calls', 0):,}"
+        if p.get("failed"):
+            bad = ", ".join(f"{k} {n:,}" for k, n in (p.get("outcomes") or {}).items()
+                            if not (k.isdigit() and 200 <= int(k) < 400))
+            text += f", {p['failed']:,} failed" + (f" ({bad})" if bad else "")
+        parts.append(text)
+    return ["  harness calls (not judged): " + "; ".join(parts)]
+
+
 def format_summary(summary: dict[str, Any], run_dir: Path | str) -> str:
     """The end-of-run verdict: the word, the overall figures, one line per criterion with its
     measured value, conformance and integrity with true counts, then where the files are.
@@ -237,6 +265,7 @@ def format_summary(summary: dict[str, Any], run_dir: Path | str) -> str:
     lines += conformance_lines(summary)
     lines += integrity_lines(summary)
     lines += regression_lines(summary)
+    lines += harness_call_lines(summary)
     run_dir = Path(run_dir)
     lines.append(f"  run folder: {run_dir}")
     report = run_dir / "index.html"

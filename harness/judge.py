@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from harness import __version__
+from harness import __version__, harness_calls
 from harness.errors import ConfigError
 from harness.limits import LimitsTable, table_from_dict, table_to_dict
 from harness.rundir import epoch_of
@@ -82,6 +82,7 @@ def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = 
         "run_id": run_dir.name,
         "target": safe_url(fleet.get("base_url", "")) if fleet.get("base_url") else None,
         "target_kind": (scenario.get("target") or {}).get("kind"),
+        "job_seconds": (scenario.get("target") or {}).get("job_seconds"),  # the concurrency judge's job lengths
         "devices": fleet.get("devices"),
         "devices_by_kind": fleet.get("by_kind"),
         "planned_duration_s": meta.get("duration"),
@@ -96,6 +97,9 @@ def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = 
     pacing = (scenario.get("pacing") or {}).get("throttle", "respect")
     summary = build_summary(samples, limits, info, criteria, _read_json(run_dir / "integrity.json"), pacing_mode=pacing,
                             steady=steady_hints(run_dir, meta, scenario))
+    own = harness_calls.read(run_dir)
+    if own is not None:  # the harness's set-up and tear-down: shown, never judged (harness/harness_calls.py)
+        summary["harness_calls"] = own
     if meta.get("incomplete"):
         # an interrupted run never passes: its figures cover only part of the plan
         summary.update(complete=False, incomplete_reason=meta["incomplete"], passed=False)
@@ -104,8 +108,16 @@ def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = 
     return summary
 
 
+ORIGINAL = "summary.original.json"
+
+
 def rejudge(run_dir: Path, criteria_file: Path | None = None) -> dict[str, Any]:
-    """``losant-load analyze``: recompute and rewrite summary.json, optionally with other criteria."""
+    """``losant-load analyze``: judge the folder again, optionally with other criteria.
+
+    summary.json, junit.xml and index.html are rewritten together, so they never disagree;
+    the verdict the run itself reached is kept once, in ``summary.original.json``, and the
+    new summary says so under ``rejudged``.
+    """
     from harness.analysis.criteria import parse_criteria
     from harness.analysis.summary import write_summary
 
@@ -125,13 +137,24 @@ def rejudge(run_dir: Path, criteria_file: Path | None = None) -> dict[str, Any]:
     old_summary = _read_json(run_dir / "summary.json")
     previous = old_summary.get("regression") if isinstance(old_summary, dict) else None
     summary = judge_run(run_dir, criteria=criteria)
+    baseline, comparison = None, None
     if isinstance(previous, dict) and previous.get("baseline"):  # a run judged against --baseline stays judged so
         from harness.report.compare import apply_baseline
 
         floors = {k: previous[k] for k in ("threshold", "min_change_ms") if isinstance(previous.get(k), (int, float))}
-        apply_baseline(summary, Path(previous["baseline"]), run_dir, **floors)
+        baseline = Path(previous["baseline"])
+        comparison = apply_baseline(summary, baseline, run_dir, **floors)
+    original = run_dir / ORIGINAL
+    if isinstance(old_summary, dict) and not original.exists():
+        original.write_text(json.dumps(old_summary, indent=1) + "\n", encoding="utf-8")
+    kept = _read_json(original) if original.exists() else None
+    summary["rejudged"] = {"criteria": str(criteria_file) if criteria_file is not None else "the scenario's",
+                           "original": ORIGINAL if kept is not None else None,
+                           "original_passed": kept.get("passed") if isinstance(kept, dict) else None}
     write_summary(run_dir, summary)
+    from harness.report import write_report
     from harness.report.junit import write_junit
 
     write_junit(run_dir, summary)  # CI reads junit.xml: it says what summary.json says
+    write_report(run_dir, baseline if comparison is not None else None, comparison)  # and so does the report
     return summary

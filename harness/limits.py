@@ -13,12 +13,15 @@ overrides it::
     limits:
       device.sendState: {count: 5, window: 1.0}
       application.mqttPublishMessage: {key: application}
+      mqtt.publishIn: {count: 5, window: 1.0}   # the MQTT broker's rows override the same way
+    mqtt:                        # the broker's ban and refusal policy (MqttPolicy)
+      ban_seconds: 1.0
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +44,8 @@ KEY_KINDS = (
     "data_table",
     "instance",
     "request",  # a single request (size caps)
+    "device_topic",  # MQTT: (device, topic) of a message, one counter per direction
+    "connection",  # MQTT: one broker connection
 )
 WINDOW_MODELS = ("sliding", "fixed", "token_bucket")
 DEVICE_COUNTER_MODES = ("separate", "shared")
@@ -65,6 +70,8 @@ class Limit:
     window: float | None = None
     provenance: str = ""
     note: str = ""
+    #: "rest" rows are counted per API call; "mqtt" rows (``LimitsTable.mqtt``) by the broker, per message
+    transport: str = "rest"
 
     @property
     def rate_per_second(self) -> float | None:
@@ -98,8 +105,9 @@ DOCUMENTED: tuple[Limit, ...] = (
     _conc("application.fullDataTablesArchive", "application"),
     _conc("application.fullEventsArchive", "application"),
     _conc("application.import", "application"),
-    _conc("application.clone", "owner"),
-    _conc("applications.import", "owner"),
+    # "one concurrent import or clone per owner" [Seed]: one slot shared by both operations
+    Limit("application.clone", ("application.clone", "applications.import"), "concurrency", 1, "owner", None, "[Seed]",
+          "one running clone or applications import per owner, shared"),
     _conc("dashboard.sendReport", "dashboard"),
     _conc("data.export", "application"),
     _conc("devices.export", "application"),
@@ -110,6 +118,68 @@ DOCUMENTED: tuple[Limit, ...] = (
     Limit("dataTableRows.get", ("dataTableRows.get", "dataTableRows.query"), "size", 20 * MiB, "request", None, "[Seed]", "answer size"),
     Limit("files.post", ("files.post",), "size", 10 * MiB, "request", None, "[Seed]", "request body size"),
 )
+
+
+def _mqtt(name: str, count: int, key: str, note: str, kind: Kind = "rate") -> Limit:
+    return Limit(name, (name,), kind, count, key, 15.0 if kind == "rate" else None, "[M][N]", note, "mqtt")
+
+
+#: The broker's rows (REFERENCE 9). Kept apart from ``DOCUMENTED`` (``LimitsTable.mqtt``) and marked
+#: ``transport="mqtt"``: they count messages and connections, never REST calls.
+MQTT_DOCUMENTED: tuple[Limit, ...] = (
+    _mqtt("mqtt.publishIn", 30, "device_topic", "messages one device publishes on one topic"),
+    _mqtt("mqtt.publishOut", 30, "device_topic", "messages the broker sends one device on one topic"),
+    _mqtt("mqtt.connectionMessages", 300, "connection", "messages of one connection, both directions"),
+    _mqtt("mqtt.newConnections", 300, "application", "new device connections of one application"),
+    _mqtt("mqtt.messageSize", 256 * 1024, "request", "bytes of one message payload", "size"),
+)
+MQTT_REFUSALS = ("connack", "drop")
+
+
+@dataclass(frozen=True)
+class MqttPolicy:
+    """What the documents leave open about the broker's ban and refusals [I] (docs/LIMITS.md).
+
+    A device over a message rate limit is disconnected and banned for ``ban_seconds``;
+    each further offence while earlier ones are remembered multiplies the ban by
+    ``ban_factor``, up to ``ban_max_seconds``; offences are forgotten ``ban_forget_seconds``
+    after the ban they caused ends. A refused connect (bad credentials: ``refuse_credentials``;
+    banned or over the new-connection limit: ``refuse_limited``) gets a CONNACK with an
+    error code or a dropped socket.
+    """
+
+    ban_seconds: float = 30.0
+    ban_factor: float = 2.0
+    ban_max_seconds: float = 3600.0
+    ban_forget_seconds: float = 3600.0
+    refuse_credentials: str = "connack"
+    refuse_limited: str = "connack"
+
+    def ban_for(self, offences: int) -> float:
+        """The ban after the ``offences``-th remembered offence (1 = the first)."""
+        return min(self.ban_max_seconds, self.ban_seconds * self.ban_factor ** max(0, offences - 1))
+
+
+def _parse_mqtt_policy(data: Any, source: str) -> MqttPolicy:
+    where = f"{source}: mqtt"
+    if not isinstance(data, dict):
+        raise LimitsError(f"{where}: expected a mapping of ban and refusal fields")
+    numbers = ("ban_seconds", "ban_factor", "ban_max_seconds", "ban_forget_seconds")
+    choices = ("refuse_credentials", "refuse_limited")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in numbers:
+            values[key] = float(_positive_number(value, f"{where}.{key}"))
+        elif key in choices:
+            if value not in MQTT_REFUSALS:
+                raise LimitsError(f"{where}.{key}: {value!r} is not allowed; expected one of {', '.join(MQTT_REFUSALS)}")
+            values[key] = value
+        else:
+            allowed = numbers + choices
+            raise LimitsError(f"{where}: unknown field {key!r}{_did_you_mean(str(key), allowed)}; allowed: {', '.join(allowed)}")
+    if values.get("ban_factor", 2.0) < 1.0:
+        raise LimitsError(f"{where}.ban_factor: {values['ban_factor']!r} is not allowed; expected a number >= 1")
+    return MqttPolicy(**values)
 
 
 class LimitsError(ConfigError):
@@ -123,6 +193,8 @@ class LimitsTable:
     limits: tuple[Limit, ...] = DOCUMENTED
     window_model: WindowModel = "sliding"
     job_seconds: float = 2.0
+    mqtt: tuple[Limit, ...] = MQTT_DOCUMENTED
+    mqtt_policy: MqttPolicy = field(default_factory=MqttPolicy)
     _by_op: dict[str, tuple[Limit, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -137,7 +209,19 @@ class LimitsTable:
         return self._by_op.get(operation, ())
 
     def by_name(self, name: str) -> Limit:
+        """The row named ``name``, or the one row counting an operation of that name (so
+        ``applications.import`` finds the clone/import row it shares)."""
         for limit in self.limits:
+            if limit.name == name:
+                return limit
+        rows = [lim for lim in self.limits if name in lim.operations]
+        if len(rows) == 1:
+            return rows[0]
+        raise KeyError(name)
+
+    def mqtt_limit(self, name: str) -> Limit:
+        """One of the broker's rows (``mqtt.publishIn``, ...)."""
+        for limit in self.mqtt:
             if limit.name == name:
                 return limit
         raise KeyError(name)
@@ -180,13 +264,28 @@ def _positive_number(value: Any, where: str, integer: bool = False) -> float:
     return value
 
 
+def _override_mqtt(lim: Limit, fields: Any, where: str) -> Limit:
+    """A broker row with count (and window, for a rate row) overridden; its key is fixed by what the broker counts."""
+    if not isinstance(fields, dict):
+        raise LimitsError(f"{where}: expected a mapping with count or window")
+    for fkey, value in fields.items():
+        if fkey == "count":
+            lim = replace(lim, count=int(_positive_number(value, f"{where}.count", integer=True)))
+        elif fkey == "window" and lim.kind == "rate":
+            lim = replace(lim, window=float(_positive_number(value, f"{where}.window")))
+        else:
+            allowed = "count, window" if lim.kind == "rate" else "count"
+            raise LimitsError(f"{where}: field {fkey!r} is not allowed for this MQTT limit; allowed: {allowed}")
+    return lim
+
+
 def parse_limits(data: Any, source: str = "<limits>") -> LimitsTable:
     """Build the table from an override mapping; every error names source and field."""
     if data is None:
         return LimitsTable()
     if not isinstance(data, dict):
         raise LimitsError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
-    allowed = ("window_model", "device_counter", "job_seconds", "limits")
+    allowed = ("window_model", "device_counter", "job_seconds", "limits", "mqtt")
     for key in data:
         if key not in allowed:
             raise LimitsError(f"{source}: unknown field {key!r}{_did_you_mean(str(key), allowed)}; allowed: {', '.join(allowed)}")
@@ -200,13 +299,21 @@ def parse_limits(data: Any, source: str = "<limits>") -> LimitsTable:
     overrides = data.get("limits") or {}
     if not isinstance(overrides, dict):
         raise LimitsError(f"{source}: limits: expected a mapping of limit name to fields")
+    mqtt_rows = list(table.mqtt)
+    mqtt_names = [lim.name for lim in mqtt_rows]
     for name, fields in overrides.items():
         where = f"{source}: limits.{name}"
-        if name not in names:
-            raise LimitsError(f"{where}: unknown limit{_did_you_mean(str(name), names)}; known: {', '.join(names)}")
+        if name in mqtt_names:
+            mqtt_rows[mqtt_names.index(name)] = _override_mqtt(mqtt_rows[mqtt_names.index(name)], fields, where)
+            continue
+        names_known = names + mqtt_names
+        try:
+            i = names.index(table.by_name(str(name)).name)  # a shared row answers to each operation's name too
+        except KeyError:
+            raise LimitsError(f"{where}: unknown limit{_did_you_mean(str(name), names_known)}; "
+                              f"known: {', '.join(names_known)}") from None
         if not isinstance(fields, dict):
             raise LimitsError(f"{where}: expected a mapping with count, window or key")
-        i = names.index(name)
         lim = limits[i]
         for fkey, value in fields.items():
             if fkey == "count":
@@ -223,7 +330,8 @@ def parse_limits(data: Any, source: str = "<limits>") -> LimitsTable:
                 allowed_fields = ("count", "window", "key")
                 raise LimitsError(f"{where}: unknown field {fkey!r}{_did_you_mean(str(fkey), allowed_fields)}; allowed: count, window, key")
         limits[i] = lim
-    table = LimitsTable(tuple(limits), window_model=model, job_seconds=job_seconds)
+    policy = _parse_mqtt_policy(data["mqtt"], source) if data.get("mqtt") is not None else MqttPolicy()
+    table = LimitsTable(tuple(limits), window_model=model, job_seconds=job_seconds, mqtt=tuple(mqtt_rows), mqtt_policy=policy)
     counter = data.get("device_counter", "separate")
     if counter not in DEVICE_COUNTER_MODES:
         raise LimitsError(f"{source}: device_counter: {counter!r} is not allowed; expected one of {', '.join(DEVICE_COUNTER_MODES)}")
@@ -250,17 +358,27 @@ def load_limits(path: str | Path | None) -> LimitsTable:
 
 def table_to_dict(table: LimitsTable) -> dict[str, Any]:
     """The whole table as plain data, saved in each run folder so ``analyze`` judges with the limits in force."""
+    def row(lim: Limit) -> dict[str, Any]:
+        return {"name": lim.name, "operations": list(lim.operations), "kind": lim.kind, "count": lim.count,
+                "key": lim.key, "window": lim.window, "provenance": lim.provenance, "note": lim.note,
+                "transport": lim.transport}
+
     return {
         "window_model": table.window_model,
         "job_seconds": table.job_seconds,
-        "limits": [{"name": lim.name, "operations": list(lim.operations), "kind": lim.kind, "count": lim.count,
-                    "key": lim.key, "window": lim.window, "provenance": lim.provenance, "note": lim.note}
-                   for lim in table.limits],
+        "limits": [row(lim) for lim in table.limits],
+        "mqtt": [row(lim) for lim in table.mqtt],
+        "mqtt_policy": asdict(table.mqtt_policy),
     }
 
 
 def table_from_dict(data: dict[str, Any]) -> LimitsTable:
     """The inverse of ``table_to_dict``."""
-    limits = tuple(Limit(d["name"], tuple(d["operations"]), d["kind"], int(d["count"]), d["key"], d.get("window"),
-                         d.get("provenance", ""), d.get("note", "")) for d in data["limits"])
-    return LimitsTable(limits, window_model=data.get("window_model", "sliding"), job_seconds=float(data.get("job_seconds", 2.0)))
+    def rows(items: list[dict[str, Any]]) -> tuple[Limit, ...]:
+        return tuple(Limit(d["name"], tuple(d["operations"]), d["kind"], int(d["count"]), d["key"], d.get("window"),
+                           d.get("provenance", ""), d.get("note", ""), d.get("transport", "rest")) for d in items)
+
+    mqtt = rows(data["mqtt"]) if "mqtt" in data else MQTT_DOCUMENTED  # run folders written before the broker
+    return LimitsTable(rows(data["limits"]), window_model=data.get("window_model", "sliding"),
+                       job_seconds=float(data.get("job_seconds", 2.0)), mqtt=mqtt,
+                       mqtt_policy=MqttPolicy(**data.get("mqtt_policy", {})))

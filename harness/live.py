@@ -16,6 +16,8 @@ from harness.record import Samples
 
 BUSIEST = 5
 RECENT = 10.0  # seconds of samples the live percentiles cover
+HISTORY_STEP = 15.0  # seconds per bar of a limit's short history
+HISTORY_STEPS = 20  # bars: the last 5 minutes
 
 
 def live_snapshot(samples: Samples, table: LimitsTable, now: float | None = None) -> dict[str, Any]:
@@ -38,6 +40,7 @@ def live_snapshot(samples: Samples, table: LimitsTable, now: float | None = None
             "name": lim.name, "count": lim.count, "window": lim.window,
             "throttled": int((samples.status[of_limit] == 429).sum()),
             "busiest": [{"key": samples.key_names[int(keys[i])], "calls": int(counts[i])} for i in top],
+            "history": history(samples.sent[of_limit], samples.status[of_limit] == 429, now),
         })
     window = samples.sent >= now - RECENT
     if window.any():
@@ -49,3 +52,17 @@ def live_snapshot(samples: Samples, table: LimitsTable, now: float | None = None
             vals = corrected[ops == code]
             out["corrected_p99_ms"][names[int(code)]] = float(np.quantile(vals, 0.99, method="inverted_cdf") * 1000)
     return out
+
+
+def history(sent: np.ndarray, throttled: np.ndarray, now: float, step: float = HISTORY_STEP,
+            steps: int = HISTORY_STEPS) -> dict[str, Any]:
+    """Calls and 429s per ``step`` seconds over the last ``steps`` steps, oldest first (one pass).
+
+    >>> h = history(np.array([1.0, 2.0, 16.0, 29.0]), np.array([False, False, True, False]), now=30.0, steps=2)
+    >>> h["calls"], h["throttled"]
+    ([2, 2], [0, 1])
+    """
+    edges = now - step * np.arange(steps, -1, -1, dtype=np.float64)
+    calls, _ = np.histogram(sent, bins=edges)
+    refused, _ = np.histogram(sent[throttled], bins=edges)
+    return {"step": step, "calls": [int(x) for x in calls], "throttled": [int(x) for x in refused]}

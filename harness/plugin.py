@@ -13,21 +13,26 @@ through here, so a run behaves the same either way:
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+import gevent.event
 from locust import events
 
 from harness import distributed
 from harness.console import format_summary
 from harness.errors import ConfigError, HarnessError
+from harness.harness_calls import HarnessCalls
 from harness.rundir import check_output_file, finish_run, make_run_id, new_run_dir, write_run_info
 from harness.scenario import user_counts
 from harness.session import RunContext
 
 log = logging.getLogger("losant-load")
 DEFAULT_SCENARIO = "scenarios/smoke.yaml"
+AUTH_CHOICES = ("", "user", "token")  # "": the scenario's target.auth
 GC_EVERY = 10.0  # seconds between the run's garbage collections (automatic collection is off)
 GC_FULL_EVERY = 6  # every 6th is a full collection, followed by a freeze
 
@@ -35,18 +40,28 @@ GC_FULL_EVERY = 6  # every 6th is a full collection, followed by a freeze
 class Prepared:
     """What init made ready, kept for the life of the Locust process."""
 
-    scenario: Any = None
-    scenario_path: Path | None = None
-    target: Any = None
-    fleet: Any = None
-    limits: Any = None
-    exit_code: int | None = None
-    master: Any = None
-    collector: Any = None
-    interrupted: bool = False
-    prepared_key: tuple[Any, ...] = ()
-    summary_text: str = ""
-    run_dirs: list[Path] = []
+    def __init__(self) -> None:
+        self.scenario: Any = None
+        self.scenario_path: Path | None = None
+        self.target: Any = None
+        self.fleet: Any = None
+        self.limits: Any = None
+        self.exit_code: int | None = None
+        self.master: Any = None
+        self.collector: Any = None
+        self.interrupts = 0  # Ctrl-C (SIGINT) received: 1 stops and judges, 2 hurries, 3 quits at once
+        self.prepared_key: tuple[Any, ...] = ()
+        self.summary_text = ""
+        self.run_dirs: list[Path] = []
+        self.setup_calls = HarnessCalls()  # provisioning: the harness's own calls before any run folder
+        self.judging: set[Path | None] = set()  # run folders whose test_stop has begun judging them
+        self.device_names: tuple[Any, dict[str, str]] = (None, {})  # (fleet, id -> name) for the Throttles tab
+        self.last_verdict: dict[str, str] = {}  # the web UI shows the last run's verdict and report link
+        self.last_run: Any = None  # the RunContext of the last run started (quitting records its tear-down)
+        # set while no run is being stopped and judged: quitting waits for it, so a second stop
+        # (Locust's run-time limit, SIGTERM) never tears the target down under a read-back
+        self.judged = gevent.event.Event()
+        self.judged.set()
 
 
 state = Prepared()
@@ -55,16 +70,19 @@ state = Prepared()
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any, **_: Any) -> None:
     group = parser  # Locust's own parser: only it knows include_in_web_ui
-    group.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario YAML file (default: %(default)s)")
+    group.add_argument("--scenario", default=DEFAULT_SCENARIO, help=f"scenario YAML file (default: {DEFAULT_SCENARIO})")  # literal: the web UI shows help as it is
     group.add_argument("--target-url", default="", help="live Losant API base URL; empty = the embedded emulator "
                        "(credentials come only from LOSANT_* environment variables)")
     group.add_argument("--limits", default="", include_in_web_ui=False,
                        help="limits YAML the target enforces (overrides the documented table for pacing and judging, "
                             "and is passed to the embedded emulator)")
-    group.add_argument("--reports-dir", default="reports", help="where run folders are written (default: %(default)s)")
+    group.add_argument("--reports-dir", default="reports", help="where run folders are written (default: reports)")
     group.add_argument("--run-id", default="", include_in_web_ui=False, help="run folder name (default: UTC start time and scenario name)")
     group.add_argument("--scale-users", type=int, default=0, include_in_web_ui=False,
                        help="rescale the fleet to this many device users (standalone devices + gateways)")
+    group.add_argument("--auth", default="", choices=AUTH_CHOICES, include_in_web_ui=False,
+                       help="live tenant: sign in as a user (LOSANT_EMAIL, LOSANT_PASSWORD) or with an API token "
+                            "(LOSANT_API_TOKEN); overrides the scenario's target.auth")
     group.add_argument("--yes", action="store_true", include_in_web_ui=False,
                        help="confirm a run against a live tenant without asking")
     group.add_argument("--allow-exceeding-live-limits", action="store_true", include_in_web_ui=False,
@@ -107,18 +125,24 @@ def _load(options: Any) -> None:
 
     for warning in pacing_warnings(scenario, state.limits):
         print(f"losant-load: note: {warning}", file=sys.stderr)
+    auth = getattr(options, "auth", "") or None
     if scenario.target.kind == "live":
         from harness.safety import check_live_run, plan_budget
 
-        check_live_run(plan_budget(scenario, state.limits), options.allow_exceeding_live_limits, options.yes,
-                       interactive=sys.stdin.isatty())
-    state.target = open_target(scenario, path, options.target_url or None, limits_file)
+        # credentials first (nothing is started for a live tenant): no question for a run that cannot sign in
+        state.target = open_target(scenario, path, options.target_url or None, limits_file, auth=auth)
+        budget = plan_budget(scenario, state.limits)
+        check_live_run(budget, options.allow_exceeding_live_limits, options.yes, interactive=sys.stdin.isatty())
+        if options.yes:  # the question shows the plan; with --yes it is printed all the same
+            print(budget.describe(), file=sys.stderr)
+    else:
+        state.target = open_target(scenario, path, options.target_url or None, limits_file, auth=auth)
     from harness.fleet import plan_devices
 
     run_id = options.run_id or make_run_id(scenario.name)
     state.fleet = provision(state.target.url, state.target.login, scenario.run_tag, run_id,
                             plan_devices(scenario), application_id=state.target.application_id,
-                            operator_token=scenario.operators.count > 0)
+                            operator_token=scenario.operators.count > 0, log=state.setup_calls.log("provision"))
     state.prepared_key = _prepared_key(options)
 
 
@@ -232,17 +256,28 @@ def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
         return
     if getattr(environment.parsed_options, "master", False):
         runner.register_message(distributed.FINAL, lambda environment, msg, **kw: _master_ingest(msg.data))
+    # one INFO line per provisioning request (httpx's default) would flood the terminal and the web
+    # UI's Logs tab; provisioning prints its own progress line, failures are raised with their cause
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        _check_web_port(environment)
         _load(environment.parsed_options)
         _size_user_classes(environment)
         if environment.web_ui is not None:
             from harness import webui
 
             webui.install(environment, lambda: _live_snapshot(environment))
-    except (ConfigError, HarnessError) as exc:
-        print(f"losant-load: {exc}", file=sys.stderr)
-        if state.target is not None:
-            state.target.stop()
+            opts = environment.parsed_options
+            if not opts.run_time:  # the form's run time starts as the scenario's duration
+                opts.run_time = max(1, round(state.scenario.duration))
+            webui.install_run_rules(environment, lambda form: _check_swarm(environment, form),
+                                    lambda: _stopped_early(environment), lambda: Path(opts.reports_dir))
+    except (ConfigError, HarnessError, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            print("\nlosant-load: interrupted while preparing the run: nothing was run", file=sys.stderr)
+        else:
+            print(f"losant-load: {exc}", file=sys.stderr)
+        _release_and_stop()
         sys.exit(2)
     _install_interrupt(environment)
     _hide_locust_tables(environment.parsed_options)
@@ -319,38 +354,132 @@ def _thaw_heap() -> None:
 
 def _live_snapshot(environment: Any) -> dict[str, Any]:
     ctx = getattr(environment, "losant", None)
-    return ctx.live_snapshot() if ctx is not None else {"limits": [], "corrected_p99_ms": {}, "throttled_total": 0}
+    snap: dict[str, Any] = ctx.live_snapshot() if ctx is not None else {
+        "limits": [], "corrected_p99_ms": {}, "throttled_total": 0}
+    if ctx is not None:  # device names next to their ids (built once per fleet)
+        if state.device_names[0] is not ctx.fleet:
+            state.device_names = (ctx.fleet, {d.id: d.name for d in ctx.fleet.devices})
+        names = state.device_names[1]
+        for lim in snap.get("limits") or []:
+            for entry in lim.get("busiest") or []:
+                if entry.get("key") in names:
+                    entry["name"] = names[entry["key"]]
+    if state.last_verdict:
+        snap["last_run"] = state.last_verdict
+    return snap
+
+
+def _check_swarm(environment: Any, form: dict[str, str]) -> str | None:
+    """A start request from the web UI's form: the user count is the scenario's (its fleet and
+    operators are provisioned for it), so another count is refused with the one to use."""
+    from harness.scenario import load_scenario
+
+    opts = environment.parsed_options
+    path = form.get("scenario") or opts.scenario
+    try:
+        scenario = state.scenario
+        if Path(path) != state.scenario_path:  # the form names another scenario: as _load will size it
+            scenario = load_scenario(Path(path))
+            if opts.scale_users:
+                scenario = scenario.with_overrides(users=opts.scale_users)
+    except (ConfigError, HarnessError) as exc:
+        return f"scenario: {exc}"
+    counts = user_counts(scenario, _workers(opts))
+    total = sum(counts.values())
+    asked = form.get("user_count")
+    if asked is not None and asked.strip() != str(total):
+        return (f"Number of users {asked}: the scenario {scenario.name} runs {total} users ("
+                + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+                + f"), one per device, gateway or fleet chunk it provisioned; enter {total}, or change the fleet "
+                "in the scenario (or with losant-load run --users N)")
+    return None
+
+
+def _stopped_early(environment: Any) -> None:
+    ctx = getattr(environment, "losant", None)
+    if ctx is not None and ctx.incomplete is None:
+        ctx.incomplete = "stopped from the web UI before its run time"
 
 
 def _install_interrupt(environment: Any) -> None:
-    """Ctrl-C stops the run the same way every time: users stop, what was gathered is judged and
-    marked incomplete, the report is written. (Left to Python, the KeyboardInterrupt lands in
-    whichever greenlet happens to run.) A second Ctrl-C quits at once."""
-    import os
-    import signal
+    """Ctrl-C as a person expects it (a terminal sends SIGINT to its foreground process group:
+    the harness only, as the embedded emulator runs in a session of its own).
 
-    import gevent
+    First: the load stops, accepted states are read back, what was gathered is judged
+    (marked incomplete) and the report written; then the run's credentials are deleted and
+    the emulator stopped (quitting); exit 2. Second: the same without the disconnect
+    announcements and the read-back (integrity "not checked"). Third: stop the emulator and
+    quit at once, without a report. (Left to Python, the KeyboardInterrupt lands in whichever
+    greenlet happens to run.)
 
-    def interrupt() -> None:
-        if state.interrupted:
-            print("losant-load: interrupted again, quitting without a report", file=sys.stderr)
-            os._exit(2)
-        state.interrupted = True
-        print("\nlosant-load: interrupted: stopping, judging what was gathered (Ctrl-C again to quit at once)",
-              file=sys.stderr)
+    A plain ``signal.signal`` handler, not gevent's: gevent runs its handlers from the event
+    loop, which a CPU-bound analysis holds for tens of seconds, while Python runs this one
+    between two bytecodes. So it only sets flags, spawns, or exits; it never blocks."""
+
+    def say(text: str) -> None:  # os.write: the handler may interrupt a print to the same stream
+        os.write(sys.stderr.fileno(), (text + "\n").encode())
+
+    def interrupt(signum: int = signal.SIGINT, frame: Any = None) -> None:
+        state.interrupts += 1
         ctx = getattr(environment, "losant", None)
         runner = environment.runner
-        if ctx is not None and runner is not None and runner.state in ("spawning", "running"):
-            ctx.incomplete = "interrupted before the planned end (SIGINT or SIGTERM)"
-        def stop() -> None:
-            if runner is not None:
-                runner.quit()
-            if environment.web_ui is not None:  # the web UI's greenlet is Locust's main one then
-                environment.web_ui.stop()
+        if state.interrupts == 1:
+            say("\nlosant-load: interrupted: stopping the load, reading back and judging what was gathered "
+                "(Ctrl-C again to skip the read-back)")
+            if ctx is not None and runner is not None and runner.state in ("spawning", "running"):
+                ctx.incomplete = "interrupted before the planned end (SIGINT or SIGTERM)"
 
-        gevent.spawn(stop)
+            def stop() -> None:
+                if runner is not None:
+                    runner.quit()
+                if environment.web_ui is not None:  # the web UI's greenlet is Locust's main one then
+                    environment.web_ui.stop()
 
-    gevent.signal_handler(signal.SIGINT, interrupt)
+            gevent.spawn(stop)
+        elif state.interrupts == 2:
+            say("losant-load: interrupted again: skipping the read-back; the report is still written and the "
+                "emulator stopped (Ctrl-C once more to quit at once, without a report)")
+            if ctx is not None:
+                ctx.hurried = True
+        else:
+            say("losant-load: quitting at once, without a report")
+            if state.target is not None and state.target.emulator is not None and state.target.emulator.proc:
+                state.target.emulator.proc.terminate()  # in a session of its own: nobody else stops it
+            os._exit(2)
+
+    signal.signal(signal.SIGINT, interrupt)
+
+
+def _check_web_port(environment: Any) -> None:
+    """The web UI's port is checked before anything is provisioned (Locust binds it only later)."""
+    from harness.preflight import check_web_port
+
+    opts = environment.parsed_options
+    if environment.web_ui is not None and opts is not None and not getattr(opts, "headless", False):
+        check_web_port(getattr(opts, "web_host", "") or "", int(getattr(opts, "web_port", 8089)))
+
+
+def _release_and_stop(ctx: RunContext | None = None, teardown: bool = False) -> None:
+    """Delete the run's credentials, tear down if asked (the harness's own calls, added to the last
+    run's ``harness_calls.json``), then stop the emulator."""
+    from harness.provision import release_access
+    from harness.provision import teardown as remove_tagged
+
+    calls = ctx.own_calls if ctx is not None else state.setup_calls
+    try:
+        if state.fleet is not None:
+            release_access(state.fleet, log=calls.log("release"))
+            if teardown:
+                removed = remove_tagged(state.target.url, state.target.login, state.scenario.run_tag,
+                                        state.target.application_id, log=calls.log("teardown"))
+                print(f"losant-load: teardown removed {removed} devices tagged {state.scenario.run_tag}", file=sys.stderr)
+    except HarnessError as exc:
+        print(f"losant-load: {exc}", file=sys.stderr)
+    finally:
+        if ctx is not None and ctx.run_dir is not None and ctx.run_dir.is_dir():
+            calls.write(ctx.run_dir)
+        if state.target is not None:
+            state.target.stop()
 
 
 def _master_ingest(data: Any) -> None:
@@ -378,6 +507,10 @@ def _register_worker(environment: Any, runner: Any) -> None:
         if ctx is not None:
             distributed.apply_owners(ctx, runner.client_id, msg.data)
 
+    if getattr(environment.parsed_options, "processes", None):
+        # forked by ``--workers N`` (Locust's --processes): a terminal's Ctrl-C reaches this process
+        # too, but the master stops the run and asks for the last samples; dying first would lose them
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     runner.register_message(distributed.SETUP, on_setup)
     runner.register_message(distributed.OWNERS, on_owners)
     runner.register_message(distributed.STOP, lambda environment, msg, **kw: environment.runner.stop())
@@ -412,6 +545,8 @@ def on_test_start(environment: Any, **_: Any) -> None:
     state.run_dirs.append(run_dir)
     ctx = RunContext(state.scenario, state.fleet, state.target.login, state.limits, run_dir,
                      record=not opts.no_record)
+    ctx.own_calls = HarnessCalls(state.setup_calls.phases)  # the set-up this run stands on, then its own
+    state.last_run = ctx
     _freeze_heap()
     ctx.on_user_ready = _freeze_new
     environment.losant = ctx
@@ -447,8 +582,10 @@ def on_test_stopping(environment: Any, **_: Any) -> None:
     import time
 
     ctx = getattr(environment, "losant", None)
-    if ctx is not None and getattr(ctx, "stopping_at", None) is None:
+    if ctx is not None and ctx.stopping_at is None:
         ctx.stopping_at = time.time()
+        if ctx.run_dir is not None:
+            state.judged.clear()  # until test_stop has written the report
 
 
 @events.test_stop.add_listener
@@ -461,14 +598,27 @@ def on_test_stop(environment: Any, **_: Any) -> None:
         environment.runner.send_message(distributed.FINAL, distributed.worker_payload(
             ctx, ctx.sent_counters, environment.runner.client_id, final=True))
         return
+    if ctx.run_dir in state.judging:  # a second stop (the run-time limit during Ctrl-C's): one judgement
+        state.judged.wait()
+        return
+    state.judging.add(ctx.run_dir)
+    try:
+        _judge(environment, ctx)
+    finally:
+        state.judged.set()
+
+
+def _judge(environment: Any, ctx: RunContext) -> None:
+    assert ctx.run_dir is not None  # workers (no run folder) send their samples to the master instead
     if state.master is not None:
         state.master.stop()
         ctx.worker_events = state.master.events
-    if getattr(ctx, "progress", None) is not None:
+    if ctx.progress is not None:
         ctx.progress.kill(block=False)
     try:
         baseline = Path(environment.parsed_options.baseline) if environment.parsed_options.baseline else None
-        summary = finish_run(environment, ctx, state.target, baseline, _compare_options(environment.parsed_options))
+        summary = finish_run(environment, ctx, state.target, baseline, _compare_options(environment.parsed_options),
+                             ctx.own_calls, lambda: ctx.hurried)
         regression = (summary.get("regression") or {}).get("verdict")
         code = 0 if summary.get("passed") and regression != "regression" else 1
         if summary.get("complete") is False or regression == "not compared":
@@ -476,6 +626,7 @@ def on_test_stop(environment: Any, **_: Any) -> None:
         state.summary_text = format_summary(summary, ctx.run_dir)
         if not getattr(environment.parsed_options, "headless", False):
             print(state.summary_text, file=sys.stderr)
+            _show_verdict(environment, summary, ctx.run_dir)
     except Exception as exc:  # the run's samples are on disk; say what failed
         log.exception("analysis failed")
         print(f"losant-load: analysis of {ctx.run_dir} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -484,28 +635,37 @@ def on_test_stop(environment: Any, **_: Any) -> None:
     environment.process_exit_code = code
 
 
+def _show_verdict(environment: Any, summary: dict[str, Any], run_dir: Path) -> None:
+    """The web UI: the verdict, the criteria and the report's link in the Throttles tab and the Logs tab."""
+    from harness.console import verdict_word
+
+    verdicts = [v for v in summary.get("verdicts") or [] if isinstance(v, dict)]
+    failed = [str(v.get("name")) for v in verdicts if v.get("passed") is False]
+    criteria = f"{len(verdicts) - len(failed)} of {len(verdicts)} criteria passed" + (
+        f"; failed: {', '.join(failed)}" if failed else "")
+    report = f"/reports/{run_dir.name}/index.html"
+    state.last_verdict = {"verdict": verdict_word(summary), "run_id": run_dir.name, "criteria": criteria,
+                          "report": report}
+    # the Logs tab shows what the terminal printed (its reader only: the terminal has it already)
+    readers = [h for h in logging.getLogger().handlers if type(h).__name__ == "LogReader"]
+    for line in [*state.summary_text.splitlines(), f"  report in this web UI: {report}"]:
+        if line.strip():
+            record = log.makeRecord(log.name, logging.INFO, __file__, 0, line, (), None)
+            for reader in readers:
+                reader.handle(record)
+
+
 @events.quitting.add_listener
 def on_quitting(environment: Any, **_: Any) -> None:
-    from harness.provision import release_access, teardown
-
     runner = environment.runner
     ctx = getattr(environment, "losant", None)
     if ctx is not None and runner is not None and runner.state in ("spawning", "running"):
-        # Ctrl-C or SIGTERM mid-run: stop the users and judge what was gathered, marked incomplete,
-        # while the target is still up for the read-back
+        # SIGTERM mid-run (Locust's handler quits at once): stop the users and judge what was
+        # gathered, marked incomplete, while the target is still up for the read-back
         ctx.incomplete = "interrupted before the planned end (SIGINT or SIGTERM)"
         runner.stop()
-    try:
-        if state.fleet is not None:
-            release_access(state.fleet)
-            if environment.parsed_options.teardown:
-                removed = teardown(state.target.url, state.target.login, state.scenario.run_tag, state.target.application_id)
-                print(f"losant-load: teardown removed {removed} devices tagged {state.scenario.run_tag}", file=sys.stderr)
-    except HarnessError as exc:
-        print(f"losant-load: {exc}", file=sys.stderr)
-    finally:
-        if state.target is not None:
-            state.target.stop()
+    state.judged.wait()  # a stop under way in another greenlet (Ctrl-C's) writes its report first
+    _release_and_stop(state.last_run, teardown=bool(getattr(environment.parsed_options, "teardown", False)))
     if state.exit_code is not None:
         environment.process_exit_code = state.exit_code
 

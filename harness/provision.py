@@ -48,8 +48,10 @@ def _describe(resp: httpx.Response) -> str:
 class Api:
     """A thin JSON client for provisioning (not the hot path: httpx is fine here)."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0,
+                 log: Callable[[int, float, str, bool], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.log = log  # harness_calls.HarnessCalls.log(phase): each attempt, counted apart from the load
         self.http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                  headers={"Accept": "application/json"},
                                  limits=httpx.Limits(max_connections=16))
@@ -62,13 +64,18 @@ class Api:
              params: dict[str, Any] | None = None, ok: Iterable[int] = (200, 201, 202)) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         for attempt in range(6):
+            t0 = time.perf_counter()
             try:
                 resp = self.http.request(method, path, json=json, params=params, headers=headers)
             except httpx.HTTPError as exc:
+                if self.log is not None:
+                    self.log(0, time.perf_counter() - t0, type(exc).__name__, False)
                 if attempt == 5:
                     raise HarnessError(f"{what}: cannot reach {self.base_url} ({type(exc).__name__})") from None
                 time.sleep(0.5 * (attempt + 1))
                 continue
+            if self.log is not None:
+                self.log(resp.status_code, time.perf_counter() - t0, "", resp.status_code in ok)
             if resp.status_code == 429 or resp.status_code >= 500:
                 time.sleep(float(resp.headers.get("retry-after", 0.5 * (attempt + 1))))
                 continue
@@ -198,9 +205,10 @@ def create_access(api: Api, app_id: str, run_tag: str, run_id: str, operator_tok
 
 
 def provision(base_url: str, login: Login, run_tag: str, run_id: str, specs: list[DeviceSpec],
-              application_id: str | None = None, operator_token: bool = True) -> Fleet:
+              application_id: str | None = None, operator_token: bool = True,
+              log: Callable[[int, float, str, bool], None] | None = None) -> Fleet:
     """Sign in, find or create the application and devices, and mint this run's credentials."""
-    api = Api(base_url)
+    api = Api(base_url, log=log)
     try:
         user_token = sign_in(api, login)
         api.token = user_token
@@ -215,9 +223,9 @@ def provision(base_url: str, login: Login, run_tag: str, run_id: str, specs: lis
                  key_id=access["key_id"], token_id=access.get("token_id"))
 
 
-def release_access(fleet: Fleet) -> None:
+def release_access(fleet: Fleet, log: Callable[[int, float, str, bool], None] | None = None) -> None:
     """Delete this run's access key and token: they were minted for it alone."""
-    api = Api(fleet.base_url, token=fleet.user_token)
+    api = Api(fleet.base_url, token=fleet.user_token, log=log)
     try:
         if fleet.key_id:
             api.call("DELETE", f"/applications/{fleet.application_id}/keys/{fleet.key_id}", "deleting the access key", ok=(200, 404))
@@ -227,9 +235,10 @@ def release_access(fleet: Fleet) -> None:
         api.close()
 
 
-def teardown(base_url: str, login: Login, run_tag: str, application_id: str | None = None) -> int:
+def teardown(base_url: str, login: Login, run_tag: str, application_id: str | None = None,
+             log: Callable[[int, float, str, bool], None] | None = None) -> int:
     """Remove every device carrying the run tag (and the application if the harness named it); returns devices removed."""
-    api = Api(base_url)
+    api = Api(base_url, log=log)
     try:
         api.token = sign_in(api, login)
         name = APP_PREFIX + run_tag

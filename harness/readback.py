@@ -166,8 +166,10 @@ def _chunks(devices: list[str], sent: Mapping[str, np.ndarray], attribute_of: Ma
 class _Reader:
     """Reads the chosen devices: bulk queries, then full reads where the bulk answer does not confirm."""
 
-    def __init__(self, api: Api, app_id: str, sent: Mapping[str, np.ndarray], pool: int) -> None:
+    def __init__(self, api: Api, app_id: str, sent: Mapping[str, np.ndarray], pool: int,
+                 cancelled: Callable[[], bool] = lambda: False) -> None:
         self.api, self.app_id, self.sent, self.pool = api, app_id, sent, pool
+        self.cancelled = cancelled  # a second Ctrl-C: no further query is sent
         self.read: dict[str, np.ndarray] = {}
         self.unread: dict[str, str] = {}
         self.bulk_queries = 0
@@ -181,7 +183,7 @@ class _Reader:
     def bulk(self, chunk: tuple[list[str], str | None], depth: int = 0) -> list[str]:
         """Devices of the chunk the bulk answer confirmed are stored in ``read``; the rest are returned."""
         devices, attr = chunk
-        if self.bulk_off:
+        if self.bulk_off or self.cancelled():
             return devices
         try:
             self.bulk_queries += 1
@@ -212,6 +214,8 @@ class _Reader:
         return rest
 
     def full(self, device: str) -> None:
+        if self.cancelled():
+            return
         if self.gave_up:
             self.unread[device] = self.gave_up
             return
@@ -250,12 +254,15 @@ def _reason(exc: Exception, device: str) -> str:
 
 def read_back(base_url: str, fleet: Fleet, accepted: AcceptedLog | Mapping[str, Iterable[int]],
               sample: str | int = "auto", attributes: Mapping[str, str | None] | None = None,
-              pool: int = READ_POOL, bulk: bool = True) -> dict[str, Any]:
+              pool: int = READ_POOL, bulk: bool = True, log: Callable[[int, float, str, bool], None] | None = None,
+              cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """Compare what the target accepted with what it returns; the result goes to integrity.json.
 
     ``sample``: the scenario's ``integrity.sample`` (``auto``, ``all``, ``none`` or a
     number of devices); ``attributes``: device class -> an attribute every state of the
-    class carries (narrows the bulk answers; None reads every attribute).
+    class carries (narrows the bulk answers; None reads every attribute); ``log``: the
+    harness's own calls are counted there (``harness_calls``); ``cancelled``: when it turns
+    true no further query is sent and the result is "not checked".
     """
     from harness.analysis.integrity import integrity_block, not_checked
 
@@ -277,13 +284,18 @@ def read_back(base_url: str, fleet: Fleet, accepted: AcceptedLog | Mapping[str, 
     sent = {d: times_of(d) for d in chosen}
     class_of = {d.id: d.class_name for d in fleet.devices}
     attribute_of = {d: (attributes or {}).get(class_of.get(d, "")) for d in chosen}
-    api = Api(base_url, token=str(fleet.user_token))
+    if cancelled():
+        return not_checked("read-back skipped (interrupted again)")
+    api = Api(base_url, token=str(fleet.user_token), log=log)
     t0 = time.perf_counter()
-    reader = _Reader(api, fleet.application_id, sent, pool)
+    reader = _Reader(api, fleet.application_id, sent, pool, cancelled)
     try:
         reader.run(chosen, attribute_of, bulk)
     finally:
         api.close()
+    if cancelled():
+        return not_checked(f"read-back skipped (interrupted again) after {reader.bulk_queries + reader.device_reads} "
+                           "queries")
     seconds = time.perf_counter() - t0
     reads = {"why": why, "sample": sample, "bulk_queries": reader.bulk_queries, "bulk_failed": reader.bulk_failed,
              "device_reads": reader.device_reads, "seconds": round(seconds, 3)}

@@ -8,7 +8,16 @@ A sample is ``op, key, planned, sent, latency, status, nbytes, error``:
   call to go and when it went; a closed-loop call with no schedule passes planned = sent;
 - ``latency`` is seconds from the actual send to the end of the response (or failure);
 - ``status`` is the HTTP status, 0 when no response came back;
-- ``nbytes`` is the response body size; ``error`` indexes ``ERROR_KINDS``.
+- ``nbytes`` is the response body size, except for ``files.post``, where it is the
+  request body size sent (its documented cap, 10 MB, is on the upload, and the size
+  judge needs the bytes the cap is about); ``error`` indexes ``ERROR_KINDS``.
+
+The ``key`` of a call is the value of its limit's key kind (device id, application
+id, ``<applicationId>:<topic>``, ``<flowId>:<buttonKey>``, owner, dashboard, ...), so
+the analysis can rebuild each counter. Size-capped calls (key kind "request") carry a
+label instead, optionally ``label@<bytes>`` (the answer size the scenario built the
+request to have, which lets a refusal be judged) and ``!<ErrorType>`` (the error
+body's ``type`` of a refusal); ``harness/analysis/sizes.py`` reads them.
 
 Derived, never stored twice: throttled = (status == 429), lateness = sent - planned,
 corrected latency = sent + latency - planned (the response end measured from the
@@ -131,7 +140,14 @@ class Samples:
 
     @classmethod
     def from_rows(cls, rows: np.ndarray, op_names: tuple[str, ...] = (), key_names: tuple[str, ...] = ()) -> Samples:
-        return cls(*(rows[name] for name, _ in COLUMNS), op_names=tuple(op_names), key_names=tuple(key_names))
+        return cls.from_columns({name: rows[name] for name, _ in COLUMNS}, op_names, key_names)
+
+    @classmethod
+    def from_columns(cls, c: dict[str, np.ndarray], op_names: tuple[str, ...] = (), key_names: tuple[str, ...] = (),
+                     error_kinds: tuple[str, ...] = ERROR_KINDS) -> Samples:
+        return cls(op=c["op"], key=c["key"], planned=c["planned"], sent=c["sent"], latency=c["latency"],
+                   status=c["status"], nbytes=c["nbytes"], error=c["error"], op_names=tuple(op_names),
+                   key_names=tuple(key_names), error_kinds=tuple(error_kinds))
 
     @classmethod
     def empty(cls) -> Samples:
@@ -228,7 +244,7 @@ class Recorder:
         path = folder / f"chunk-{self._chunks_written:05d}.npz"
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
-            np.savez(fh, **{name: np.ascontiguousarray(rows[name]) for name, _ in COLUMNS})
+            np.savez(fh, **{name: np.ascontiguousarray(rows[name]) for name, _ in COLUMNS})  # type: ignore[arg-type]
         os.replace(tmp, path)
         self._chunks_written += 1
         self._rows_written += len(rows)
@@ -326,6 +342,6 @@ def read_samples(run_dir: Path) -> Samples:
         with np.load(path) as data:
             for name, _ in COLUMNS:
                 columns[name].append(data[name])
-    arrays = [np.concatenate(columns[name]) if columns[name] else np.zeros(0, dtype) for name, dtype in COLUMNS]
-    return Samples(*arrays, op_names=tuple(meta["op_names"]), key_names=tuple(meta["key_names"]),
-                   error_kinds=tuple(meta.get("error_kinds", ERROR_KINDS)))
+    arrays = {name: np.concatenate(columns[name]) if columns[name] else np.zeros(0, dtype) for name, dtype in COLUMNS}
+    return Samples.from_columns(arrays, tuple(meta["op_names"]), tuple(meta["key_names"]),
+                                tuple(meta.get("error_kinds", ERROR_KINDS)))

@@ -13,9 +13,11 @@ import csv
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
+
+from harness.harness_calls import HarnessCalls
 
 
 def epoch_of(value: Any) -> float | None:
@@ -82,8 +84,14 @@ def write_run_info(run_dir: Path, scenario: Any, limits: Any, duration: float | 
 
 
 def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = None,
-               compare_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Close the samples, check integrity, analyse, write summary and report; return the summary."""
+               compare_options: dict[str, Any] | None = None, calls: HarnessCalls | None = None,
+               hurried: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """Close the samples, check integrity, analyse, write summary and report; return the summary.
+
+    ``calls``: the harness's own calls so far (set-up, the stop's disconnects), to which the
+    read-back's are added, written to ``harness_calls.json`` before judging. ``hurried``
+    turns true on a second Ctrl-C: the read-back stops sending and integrity is "not checked".
+    """
     from harness.analysis.summary import write_summary
     from harness.judge import judge_run
     from harness.readback import read_back
@@ -114,7 +122,10 @@ def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = 
     write_locust_stats(environment, run_dir)
     (run_dir / "fleet.json").write_text(json.dumps(ctx.fleet.public(), indent=2), encoding="utf-8")
     integrity = read_back(target.url, ctx.fleet, ctx.accepted, ctx.scenario.integrity.sample,
-                          {c.name: c.attributes[0].name if c.attributes else None for c in ctx.scenario.fleet.classes})
+                          {c.name: c.attributes[0].name if c.attributes else None for c in ctx.scenario.fleet.classes},
+                          log=calls.log("read-back") if calls is not None else None, cancelled=hurried)
+    if calls is not None:
+        calls.write(run_dir)
     (run_dir / "integrity.json").write_text(json.dumps(integrity, indent=2), encoding="utf-8")
     summary = judge_run(run_dir, ctx.limits, ctx.scenario.criteria)
     comparison = None

@@ -31,9 +31,18 @@ class LimitPlan:
 
 @dataclass(frozen=True)
 class Budget:
+    """``work``: (operation, calls at most) for calls that start real work on the tenant
+    (exports, archives, clones, imports, reports, payload counts: each accepted call is a
+    job); ``upload_bytes``: request bytes of file uploads; ``seeded_bytes``: state bytes a
+    time-series size probe writes into one device."""
+
     limits: tuple[LimitPlan, ...]
     payloads: int
     probe: bool
+    work: tuple[tuple[str, int], ...] = ()
+    upload_bytes: int = 0
+    seeded_bytes: int = 0
+    table_bytes: int = 0  # row bytes the data table rows size probe inserts (once per table)
 
     @property
     def exceeds(self) -> bool:
@@ -42,7 +51,16 @@ class Budget:
     def describe(self) -> str:
         rows = [f"  {p.limit}: planned peak {p.planned_peak_per_s:.3g}/s per key, documented "
                 f"{p.documented_per_s:.3g}/s{'  << OVER THE LIMIT' if p.over else ''}" for p in self.limits]
-        return "\n".join(["Planned load on the live tenant:", *rows,
+        work = [f"  {op}: starts up to {n:,} job{'s' if n != 1 else ''}" for op, n in self.work]
+        if self.upload_bytes:
+            work.append(f"  files.post: uploads about {self.upload_bytes:,} bytes of file bodies")
+        if self.seeded_bytes:
+            work.append(f"  device.sendState: the time-series size probe stores about {self.seeded_bytes:,} bytes "
+                        "of states in one device")
+        if self.table_bytes:
+            work.append(f"  dataTableRows.post: the data table rows size probe inserts about {self.table_bytes:,} bytes "
+                        "of rows into operators.objects.data_table")
+        return "\n".join(["Planned load on the live tenant:", *rows, *work,
                           f"  payloads this run will consume (billed by Losant): about {self.payloads:,}"])
 
 
@@ -56,22 +74,28 @@ def plan_budget(scenario: Any, limits: LimitsTable) -> Budget:
     pacing = scenario.pacing
     peaks: dict[str, float] = {}
 
-    def add(op: str, per_s: float) -> None:
+    def add(op: str, per_s: float) -> float:
+        """Record the peak per limit; returns the rate the ledger lets ``op`` go at per key."""
+        paced = per_s
         for lim in limits.for_operation(op):
             if lim.kind == "rate" and lim.window:
+                # what the ledger lets through (schedule.ledger.plan_rule): a probed limit at factor x
+                # its rate, every other one (respect, and what a probe leaves alone) within it
                 rate = per_s
                 if pacing.throttle == "probe" and lim.name in pacing.probe_limits:
-                    rate = max(rate, lim.count / lim.window * pacing.probe_factor)
-                elif pacing.throttle == "respect":
+                    rate = min(rate, lim.count / lim.window * pacing.probe_factor)
+                elif pacing.throttle != "off":
                     rate = min(rate, lim.count / lim.window * (1 - pacing.margin))
                 peaks[lim.name] = max(peaks.get(lim.name, 0.0), rate)
+                paced = min(paced, rate)
+        return paced
 
     duration = scenario.duration
     payloads = 0
     for cls in scenario.fleet.classes:
-        add("device.sendState", 1.0 / cls.report_interval)
+        per_device = add("device.sendState", 1.0 / cls.report_interval)  # respect drops what the limit refuses
         streams = cls.total_devices
-        payloads += math.ceil(streams * duration / cls.report_interval) * cls.batch_size
+        payloads += math.ceil(streams * duration * per_device - 1e-9) * cls.batch_size
         if cls.connection_status:
             add("device.setConnectionStatus", 2.0 / max(duration, 1.0))
             payloads += 2 * cls.count
@@ -86,9 +110,76 @@ def plan_budget(scenario: Any, limits: LimitsTable) -> Budget:
                 payloads += math.ceil(share * duration)
             elif a.action == "send_command_tag":
                 payloads += math.ceil(share * duration) * scenario.total_devices
+    work, uploads, seeded, extra = _limited_work(scenario, limits)
     plans = tuple(LimitPlan(name, limits.by_name(name).count / (limits.by_name(name).window or 1.0), peak)
                   for name, peak in sorted(peaks.items()))
-    return Budget(plans, payloads, pacing.throttle == "probe")
+    return Budget(plans, payloads + extra, pacing.throttle == "probe", work, uploads, seeded, _table_fill(scenario, limits))
+
+
+#: Operations whose accepted call starts a job on the tenant (the plan lists them).
+WORK_OPERATIONS = ("embeddedDeployments.export", "notebook.requestInputDataExport")
+#: Per-seeded-state bytes of the time-series size probe (harness.users.probes.SEED_STRING).
+_SEED_STATE_BYTES = 60_000
+#: Operator actions whose calls are billed payloads (REFERENCE.md 8: button presses, MQTT messages).
+_PAYLOAD_ACTIONS = ("press_virtual_button", "mqtt_publish", "set_connection_status", "send_state")
+
+
+def _table_fill(scenario: Any, limits: LimitsTable) -> int:
+    """Row bytes the data table rows size probe inserts (harness.users.probes.rows_round: rows of a
+    cap/500-character value, enough for a page past the cap)."""
+    pacing = scenario.pacing
+    actions = {a.operation for a in scenario.operators.actions} if scenario.operators.count else set()
+    for lim in limits.for_operation("dataTableRows.get"):
+        if (lim.kind == "size" and pacing.throttle == "probe" and actions & set(lim.operations)
+                and (lim.name in pacing.probe_limits or actions & set(pacing.probe_limits))):
+            string = max(16, min(_SEED_STATE_BYTES, lim.count // 500))
+            return (lim.count // string + 6) * string
+    return 0
+
+
+def _limited_work(scenario: Any, limits: LimitsTable) -> tuple[tuple[tuple[str, int], ...], int, int, int]:
+    """Calls of the limited operator actions: (jobs per operation, upload bytes, seeded state
+    bytes, payloads). Respect mode: at most the limit's pace (concurrency: count per longest
+    job); probe mode: the rounds of harness.users.probes (count + 1 calls per window or job
+    length plus a second; one under/over pair per size cap)."""
+    ops, pacing, duration = scenario.operators, scenario.pacing, scenario.duration
+    if not (ops.count and ops.actions):
+        return (), 0, 0, 0
+    target = scenario.target
+    job_max = target.job_max if target.job_max is not None else (
+        limits.job_seconds if target.kind == "emulator" else 3600.0)
+    total_w = sum(a.weight for a in ops.actions)
+    actions_per_s = ops.count / max(ops.think_min, 0.05)
+    work: dict[str, int] = {}
+    uploads = seeded = payloads = 0
+    for a in ops.actions:
+        op = a.operation
+        lims = limits.for_operation(op)
+        probed = [lim for lim in lims if pacing.throttle == "probe"
+                  and (lim.name in pacing.probe_limits or op in pacing.probe_limits)]
+        calls = actions_per_s * a.weight / total_w * duration
+        for lim in probed or lims:
+            if lim.kind == "size":
+                continue
+            span = (lim.window or 0.0) if lim.kind == "rate" else job_max
+            if probed:  # one round of count + 1 calls per span and a second, from the start
+                calls = math.ceil(duration / (span + 1.0)) * (lim.count + 1)
+            elif pacing.throttle != "off" and span > 0:
+                calls = min(calls, (math.floor(duration / span) + 1) * lim.count)
+        n = math.ceil(calls - 1e-9)
+        if op in WORK_OPERATIONS or any(lim.kind == "concurrency" for lim in lims):
+            work[op] = work.get(op, 0) + n
+        if a.action in _PAYLOAD_ACTIONS:
+            payloads += n
+        if a.action == "upload_file":
+            caps = [lim.count for lim in lims if lim.kind == "size"]
+            uploads += 2 * caps[0] if probed and caps else n * (a.size or 1024)
+        if a.action == "time_series" and probed:
+            cap = next((lim.count for lim in probed if lim.kind == "size"), 0)
+            states = cap // _SEED_STATE_BYTES + 10
+            seeded += states * _SEED_STATE_BYTES
+            payloads += states
+    return tuple(sorted(work.items())), uploads, seeded, payloads
 
 
 def check_live_run(budget: Budget, allow_risk: bool, assume_yes: bool, interactive: bool,

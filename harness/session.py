@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.accepted import AcceptedLog
 from harness.fleet import Device, Fleet
+from harness.harness_calls import HarnessCalls
 from harness.limits import LimitsTable
 from harness.provision import Login
 from harness.record import Recorder
@@ -29,6 +30,32 @@ from harness.scenario import DEVICES_PER_FLEET_USER, Scenario, device_rng, make_
 from harness.users.devices import Reporter
 
 SPILL_ROWS = 200_000
+#: How long a live tenant's jobs are assumed to run when the scenario does not say
+#: (``target.job_seconds``): respect mode then starts one job per key an hour.
+LIVE_JOB_SECONDS = 3600.0
+
+
+def job_bounds(scenario: Scenario, limits: LimitsTable) -> tuple[float | None, float]:
+    """(shortest, longest) a target's job runs: as the scenario states it, else the
+    emulator's ``job_seconds`` (exact), else unknown and at most ``LIVE_JOB_SECONDS``."""
+    target = scenario.target
+    if target.job_max is not None:
+        return target.job_min, target.job_max
+    if target.kind == "emulator":
+        return limits.job_seconds, limits.job_seconds
+    return None, LIVE_JOB_SECONDS
+
+
+class _Keys(dict[str, str]):
+    """Key values of a call by key kind; a kind not set explicitly (topic, virtual_button,
+    dashboard, ...) is the call's own key, which the caller chose for that limit."""
+
+    def __init__(self, key: str, application: str) -> None:
+        super().__init__(device=key, application=application)
+        self.key = key
+
+    def __missing__(self, kind: str) -> str:
+        return self.key
 
 
 class NullRecorder:
@@ -93,7 +120,13 @@ class RunContext:
         pacing = scenario.pacing
         self.paced = pacing.throttle != "off"  # every call is admitted by the ledger at its actual send time
         self.probing = pacing.throttle == "probe"  # probed limits are also reserved on planned times
-        self.ledger = Ledger(limits, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
+        # concurrency limits are paced as count jobs per longest job (harness.schedule.ledger)
+        self.job_min, self.job_max = job_bounds(scenario, limits)
+        paced = limits if self.job_max == limits.job_seconds else replace(limits, job_seconds=self.job_max)
+        self.ledger = Ledger(paced, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
+        #: probe rounds of the operators' limited actions: (limit, key) -> (earliest next round,
+        #: the operation that ran the last one) (harness.users.probes.run_round)
+        self.probe_rounds: dict[tuple[str, str], tuple[float, str]] = {}
         # 200,000-row chunks: a spill to disk pauses the event loop for ~25 ms, once per 200,000
         # requests, too rare to move the lateness p99 (a 1,000,000-row chunk pauses ~120 ms)
         self.recorder: Any = Recorder(run_dir, chunk_rows=SPILL_ROWS) if record else NullRecorder()
@@ -116,6 +149,17 @@ class RunContext:
         #: Called by a reporting user once its reporters, tokens and timeline exist (see
         #: plugin._freeze_heap: the run freezes them out of the collector's reach).
         self.on_user_ready: Callable[[], None] = _nothing
+        # Life-cycle facts the plugin records and rundir/report read back (declared here so that
+        # every reader sees one typed attribute instead of probing with getattr).
+        self.incomplete: str | None = None  # why the run ended before its planned end
+        self.spawned_at: float | None = None  # end of the ramp-up (epoch seconds)
+        self.stopping_at: float | None = None  # start of the stop
+        self.progress: Any = None  # the progress greenlet (gevent is untyped)
+        self.sent_counters: dict[str, Any] = {}  # distributed: what this worker already reported
+        self.worker_events: list[dict[str, Any]] = []  # distributed: workers joining and leaving
+        #: The harness's own calls (set-up, the stop's disconnect announcements, read-back): never judged.
+        self.own_calls = HarnessCalls()
+        self.hurried = False  # a second Ctrl-C: skip the disconnect announcements and the read-back
 
     # -- ownership (distributed runs) ------------------------------------------
     def set_owned(self, owned: set[int], version: int) -> None:
@@ -143,7 +187,7 @@ class RunContext:
         """The key of every kind a limit may be counted by, for a call aimed at ``key`` (cached)."""
         keys = self._keys.get(key)
         if keys is None:
-            keys = self._keys[key] = {"device": key, "application": self.fleet.application_id}
+            keys = self._keys[key] = _Keys(key, self.fleet.application_id)
         return keys
 
     def reserve(self, op: str, key: str, desired: float) -> float:
@@ -176,14 +220,15 @@ class RunContext:
         self.ledger.on_throttled(op, self.keys_for(key), at, retry_after)
 
     def state_interval(self, class_interval: float) -> float:
-        """Seconds between a device's state reports; in probe mode, fast enough to cross the limit."""
+        """Seconds between a device's state reports; in probe mode, fast enough to cross the limit
+        (unless the operators' ``send_state`` rounds probe it: then devices report as planned)."""
         pacing = self.scenario.pacing
-        if pacing.throttle == "probe":
+        if pacing.throttle == "probe" and not any(a.action == "send_state" for a in self.scenario.operators.actions):
             probed = [lim for lim in self.limits.for_operation("device.sendState")
                       if lim.name in pacing.probe_limits and lim.window]
             if probed:
-                lim = probed[0]
-                return min(class_interval, lim.window / (lim.count * pacing.probe_factor))
+                window, count = probed[0].window or 0.0, probed[0].count
+                return min(class_interval, window / (count * pacing.probe_factor))
         return class_interval
 
     # -- work units --------------------------------------------------------------

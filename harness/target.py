@@ -40,8 +40,10 @@ def login_from_env(auth: str, env: dict[str, str] | None = None) -> Login:
     names = ENV_VARS[auth]
     missing = [n for n in names if not env.get(n)]
     if missing:
+        other = next((kind for kind in ("token", "user") if kind != auth and all(env.get(n) for n in ENV_VARS[kind])), None)
+        hint = f"; {', '.join(ENV_VARS[other])} is set: pass --auth {other} to use it" if other else ""
         raise ConfigError(f"target.auth is {auth!r}: set the environment variable(s) {', '.join(missing)} "
-                          "(credentials are read only from the environment)")
+                          f"(credentials are read only from the environment){hint}")
     if auth == "user":
         return Login(email=env[names[0]], password=Secret(env[names[1]]))
     if auth == "token":
@@ -65,12 +67,13 @@ class Target:
 
 
 def open_target(scenario: Any, scenario_path: Path | None, target_url: str | None = None,
-                limits: str | Path | None = None) -> Target:
-    """Start the embedded emulator (enforcing ``limits`` when given), or describe the live tenant."""
+                limits: str | Path | None = None, auth: str | None = None) -> Target:
+    """Start the embedded emulator (enforcing ``limits`` when given), or describe the live tenant
+    (``auth``, the ``--auth`` option, overrides the scenario's ``target.auth``)."""
     tgt = scenario.target
     url = target_url or (tgt.url if tgt.kind == "live" else None)
     if url:
-        login = login_from_env(getattr(tgt, "auth", "user") or "user")
+        login = login_from_env(auth or getattr(tgt, "auth", "user") or "user")
         return Target(url.rstrip("/"), login, live=True, application_id=getattr(tgt, "application_id", None))
     from harness.emulator.process import EmulatorProcess
 

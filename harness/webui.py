@@ -29,6 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,15 @@ def rows(snap: dict[str, Any]) -> list[dict[str, str]]:
         out.append({"what": str(lim.get("name", "?")), "key": f"busiest: {top.get('key')}",
                     "observed": f"{_num(top.get('calls'))} / {_num(window, 2)} s", "limit": documented,
                     "use": use(top.get("calls")), "throttled": _num(lim.get("throttled", 0))})
+        hist = lim.get("history")
+        if isinstance(hist, dict) and hist.get("calls"):
+            minutes = len(hist["calls"]) * float(hist.get("step") or 0) / 60
+            out.append({"what": f"  ↳ last {minutes:g} min (calls per {_num(hist.get('step'))} s)",
+                        "key": sparkline(hist["calls"]), "observed": f"now {_num(hist['calls'][-1])}",
+                        "limit": "", "use": "", "throttled": sparkline(hist.get("throttled") or [])})
         for b in busiest:
-            out.append({"what": f"  ↳ {lim.get('name', '?')}", "key": str(b.get("key")),
+            named = f"{b['name']} ({b.get('key')})" if b.get("name") else str(b.get("key"))
+            out.append({"what": f"  ↳ {lim.get('name', '?')}", "key": named,
                         "observed": f"{_num(b.get('calls'))} / {_num(window, 2)} s", "limit": documented,
                         "use": use(b.get("calls")), "throttled": ""})
     late = snap.get("lateness_p99_ms")
@@ -110,11 +118,31 @@ def rows(snap: dict[str, Any]) -> list[dict[str, str]]:
     if snap.get("error"):
         out.append({"what": "snapshot error", "key": "", "observed": str(snap["error"]), "limit": "", "use": "",
                     "throttled": ""})
+    last = snap.get("last_run")
+    if isinstance(last, dict):  # the run that ended last: its verdict and where its report is
+        out.insert(0, {"what": f"last run: {last.get('verdict', '?')}", "key": str(last.get("run_id", "")),
+                       "observed": str(last.get("criteria", "")), "limit": str(last.get("report", "")), "use": "",
+                       "throttled": ""})
     updated = snap.get("updated")
     if updated:
         out.append({"what": "updated", "key": "", "observed": time.strftime("%H:%M:%S", time.localtime(float(updated))),
                     "limit": "", "use": "", "throttled": ""})
     return out
+
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int]) -> str:
+    """Counts as a row of bars, oldest first, scaled to the largest (empty for none).
+
+    >>> sparkline([0, 1, 2, 4])
+    ' ▂▄█'
+    """
+    top = max(values, default=0)
+    if not top:
+        return ""
+    return "".join(" " if v <= 0 else BARS[min(len(BARS) - 1, max(0, round(v / top * len(BARS)) - 1))] for v in values)
 
 
 def _add_once(args: dict[str, Any], field: str, item: dict[str, Any]) -> None:
@@ -168,6 +196,51 @@ def install(environment: Any, snapshot: Snapshot) -> None:
 
     app.add_url_rule("/throttles/data", "losant_throttles_data", web_ui.auth_required_if_enabled(data_route))
     app.add_url_rule("/throttles", "losant_throttles_page", web_ui.auth_required_if_enabled(page_route))
+
+
+def install_run_rules(environment: Any, check_swarm: Callable[[dict[str, str]], str | None],
+                      stopped_early: Callable[[], None], reports_dir: Callable[[], Path]) -> None:
+    """What the form asks is honoured or refused where the user sees it, and a finished run is one click away.
+
+    - ``check_swarm(form)`` sees each start request first: a problem it returns is the
+      request's answer (``success: false``), which the web UI shows, instead of a run that
+      silently does something else;
+    - ``stopped_early()`` is called when the Stop button ends a run before the run time the
+      form set (Locust's run-time timer is still pending), so it is judged incomplete;
+    - ``/reports/<run-id>/<file>`` serves the run folders (the report is self-contained).
+    """
+    web_ui = getattr(environment, "web_ui", None)
+    if web_ui is None:
+        return
+    from flask import abort, jsonify, request, send_from_directory
+
+    app = web_ui.app
+    if getattr(app, "_losant_rules_installed", False):
+        return
+    app._losant_rules_installed = True
+
+    @app.before_request
+    def _rules() -> Any:
+        if request.method != "POST":
+            return None
+        if request.path.endswith("/swarm"):
+            problem = check_swarm({k: v for k, v in request.form.items()})
+            if problem:
+                logger.warning("%s", problem)
+                return jsonify({"success": False, "message": problem, "host": environment.host})
+        elif request.path.endswith("/stop"):
+            timer = getattr(web_ui, "_run_time_greenlet", None)  # Locust's own run-time timer
+            if timer is not None and not timer.dead:
+                stopped_early()
+        return None
+
+    def report_route(run_id: str, name: str) -> Any:
+        folder = (reports_dir() / run_id).resolve()
+        if folder.parent != reports_dir().resolve() or not folder.is_dir():
+            abort(404)
+        return send_from_directory(folder, name)
+
+    app.add_url_rule("/reports/<run_id>/<path:name>", "losant_reports", web_ui.auth_required_if_enabled(report_route))
 
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Throttles · losant-load</title>

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from runs import ROOT, Run, write_scenario
@@ -50,8 +53,8 @@ def test_split_table_divides_only_non_device_rate_limits() -> None:
     assert table.by_name("device.sendState").count == 30
 
 
-def start(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    path = write_scenario(tmp_path, SCENARIO)
+def start(tmp_path: Path, *extra: str, scenario: dict[str, Any] | None = None) -> subprocess.Popen:
+    path = write_scenario(tmp_path, scenario or SCENARIO)
     return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(path), "--headless", "--workers", "2",
                              "--reports-dir", str(tmp_path / "reports"), *extra], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
@@ -85,23 +88,47 @@ def test_two_workers_report_every_device_once_and_merge_one_report(tmp_path: Pat
     assert "Distributed over 2 Locust workers" in (run.run_dir / "index.html").read_text()
 
 
-def children(pid: int) -> list[int]:
+def workers_of(pid: int) -> list[int]:
+    """Locust's forked workers: the master's children other than the embedded emulator."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
+    found = []
+    for child in (int(x) for x in out.split()):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"harness.emulator" not in cmdline:
+            found.append(child)
+    return found
 
 
 def test_a_worker_killed_mid_run_moves_its_devices_and_keeps_its_samples(tmp_path: Path) -> None:
-    SCENARIO["duration"] = "14s"
+    scenario = copy.deepcopy(SCENARIO)
+    scenario["duration"] = "14s"
+    proc = start(tmp_path, scenario=scenario)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    loaded = threading.Event()
+
+    def read() -> None:  # the master's progress line says the workers are driving the fleet
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith("[") and "requests" in line and " 0 " not in line.split("requests")[1][:12]:
+                loaded.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        proc = start(tmp_path)
-        time.sleep(5)
-        workers = children(proc.pid)
+        assert loaded.wait(90), "".join(lines)[-3000:]
+        workers = workers_of(proc.pid)
         assert len(workers) >= 2, workers
         killed_at = time.time()
         os.kill(workers[0], signal.SIGKILL)
-        out, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
-        SCENARIO["duration"] = "10s"
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    out = "".join(lines)
     run = Run(proc.returncode, out, tmp_path / "reports")
     assert run.code in (0, 1), out[-3000:]
     events = json.loads((run.run_dir / "run.json").read_text())["workers"]

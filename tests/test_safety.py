@@ -68,3 +68,42 @@ def test_respect_mode_warns_when_a_class_asks_for_more_than_the_limit() -> None:
     (warning,) = pacing_warnings(fast, LimitsTable())
     assert "4 states/s" in warning and "dropped" in warning
     assert pacing_warnings(scenario(), LimitsTable()) == []
+
+
+def test_the_plan_is_what_the_ledger_lets_through() -> None:
+    """Probe: a probed limit at factor x its rate, not the operators' think-time ceiling (4 operators with
+    100 ms think time once showed "events.post: planned peak 40/s" for a run that paced events at 1.5/s)."""
+    data = dict(BASE, fleet={"classes": [{"name": "p", "count": 2, "report_interval": "100ms"}]},
+                operators={"count": 4, "think_time": {"min": "100ms", "max": "300ms"},
+                           "actions": {"create_event": {"weight": 1, "level": "info"}, "get_device": 1}},
+                pacing={"throttle": "probe", "probe": {"limits": ["events.post"], "factor": 1.5}})
+    budget = plan_budget(parse_scenario(data, "t.yaml"), LimitsTable())
+    peaks = {p.limit: p.planned_peak_per_s for p in budget.limits}
+    assert peaks["events.post"] == pytest.approx(1.5)  # 15 per 15 s x 1.5
+    assert peaks["device.sendState"] == pytest.approx(2.0), "a limit the probe leaves alone is respected"
+    # respect drops state sends beyond the limit: 2 devices x 60 s x 2/s, not x 10/s
+    assert budget.payloads == 2 * 60 * 2
+
+
+def test_yes_prints_the_plan_and_auth_token_comes_from_the_command_line(tmp_path) -> None:
+    import httpx
+    from runs import run_cli, write_scenario
+
+    from harness.emulator.process import EmulatorProcess
+
+    with EmulatorProcess(email="live@example.com", password="live-password-1") as emu:
+        token = httpx.post(emu.url + "/auth/user", json={"email": "live@example.com",
+                                                         "password": "live-password-1"}).json()["token"]
+        path = write_scenario(tmp_path, {
+            "name": "live-plan", "duration": "2s", "ramp_up": 100, "target": {"kind": "live", "url": emu.url},
+            "fleet": {"classes": [{"name": "s", "count": 2, "report_interval": "1s",
+                                   "attributes": {"v": {"type": "number", "min": 0, "max": 1}}}]}})
+        env = {"LOSANT_API_TOKEN": token, "LOSANT_EMAIL": "", "LOSANT_PASSWORD": ""}
+        refused = run_cli(["run", str(path), "--headless", "--yes"], tmp_path / "r1", env=env, timeout=60)
+        assert refused.code == 2 and "--auth token" in refused.output, refused.output[-2000:]
+        assert token not in refused.output
+        run = run_cli(["run", str(path), "--headless", "--yes", "--auth", "token"], tmp_path / "r2", env=env)
+    assert run.code == 0, run.output[-3000:]
+    assert "device.sendState: planned peak 1/s per key, documented 2/s" in run.output
+    assert "payloads this run will consume" in run.output
+    assert token not in run.output

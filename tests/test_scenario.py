@@ -16,6 +16,9 @@ from harness.scenario import (
     make_state_generator, parse_duration, parse_scenario,
 )
 from harness.scenario.generators import device_rng
+from harness.scenario.parse import ACTION_OPTIONS
+
+ACTIONS = ", ".join(ACTION_OPTIONS)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -131,12 +134,11 @@ CASES = [
     # operators
     ("operators", {"count": 2},
      "scenarios/x.yaml: operators.actions: is required when count > 0; expected a mapping of action to weight, from "
-     "list_devices, get_device, time_series, last_value, state_history, send_command, send_command_tag, create_event"),
+     + ACTIONS),
     ("operators", {"count": 1, "actions": {"get_device": 0}},
      "scenarios/x.yaml: operators.actions.get_device: 0 is not allowed; expected a number > 0"),
     ("operators", {"count": 1, "actions": {"reboot_all": 1}},
-     "scenarios/x.yaml: operators.actions.reboot_all: unknown field; allowed: list_devices, get_device, time_series, "
-     "last_value, state_history, send_command, send_command_tag, create_event"),
+     "scenarios/x.yaml: operators.actions.reboot_all: unknown field; allowed: " + ACTIONS),
     ("operators", {"count": 1, "actions": {"time_series": {"weight": 1, "aggregation": "AVG"}}},
      "scenarios/x.yaml: operators.actions.time_series.aggregation: 'AVG' is not allowed; expected one of "
      "FIRST | LAST | COUNT | MAX | MIN | MEDIAN | MEAN | SUM | STD_DEV | NONE"),
@@ -155,10 +157,10 @@ CASES = [
      "scenarios/x.yaml: pacing.probe: is required with throttle: probe; expected {limits: [device.sendState], factor: 1.5}"),
     ("pacing", {"throttle": "respect", "probe": {"limits": ["events.post"]}},
      "scenarios/x.yaml: pacing.probe: is only allowed with throttle: probe"),
-    ("pacing", {"throttle": "probe", "probe": {"limits": ["events.post"], "factor": 1.0}},
+    ("pacing", {"throttle": "probe", "probe": {"limits": ["device.sendState"], "factor": 1.0}},
      "scenarios/x.yaml: pacing.probe.factor: 1.0 is not allowed; expected a number > 1"),
     ("pacing", {"throttle": "probe", "probe": {"limits": []}},
-     "scenarios/x.yaml: pacing.probe.limits: [] is not allowed; expected a non-empty list of rate limit names, like [device.sendState]"),
+     "scenarios/x.yaml: pacing.probe.limits: [] is not allowed; expected a non-empty list of limit names, like [device.sendState]"),
     # top level
     ("ramp_up", 0, "scenarios/x.yaml: ramp_up: 0 is not allowed; expected a number > 0"),
     ("run_tag", "Run 1", "scenarios/x.yaml: run_tag: 'Run 1' is not allowed; expected lower-case letters, digits, _ and - (1-64)"),
@@ -178,11 +180,11 @@ def test_base_is_valid() -> None:
 
 
 def test_probe_limit_names_come_from_the_limits_table() -> None:
-    data = mutate("pacing", {"throttle": "probe", "probe": {"limits": ["device.sendStat", "events.post"]}})
+    data = mutate("pacing", {"throttle": "probe", "probe": {"limits": ["device.sendStat", "device.sendState"]}})
     [line] = problems_of(data)
-    assert line.startswith("scenarios/x.yaml: pacing.probe.limits[0]: 'device.sendStat' is not a rate limit "
+    assert line.startswith("scenarios/x.yaml: pacing.probe.limits[0]: 'device.sendStat' is not a limit "
                            "(did you mean 'device.sendState'?); expected one of ")
-    assert "flow.pressVirtualButton" in line and "device.export" not in line  # rate limits only
+    assert "flow.pressVirtualButton" in line and "device.export" in line and "files.post" in line  # every kind
 
 
 def test_unknown_keys_get_did_you_mean() -> None:
@@ -385,3 +387,113 @@ def test_position_matches_device_order() -> None:
     cls = parse_scenario(base(), SRC).fleet.classes[1]
     for pos, d in enumerate(cls.devices("r")):
         assert cls.position(d.index, d.peripheral) == pos
+
+
+# -- the limited endpoints' actions and fields ---------------------------------------------------
+HEX = "0123456789abcdef01234567"
+
+
+def live_with(actions: dict[str, Any], objects: dict[str, Any] | None = None, **operators: Any) -> dict[str, Any]:
+    data = base()
+    data["target"] = {"kind": "live", "url": "https://api.example.com", "auth": "user"}
+    data["operators"] = {"count": 1, "actions": actions, **operators}
+    if objects is not None:
+        data["operators"]["objects"] = objects
+    return data
+
+
+def test_live_actions_need_the_objects_they_act_on() -> None:
+    data = live_with({"press_virtual_button": 1, "send_dashboard_report": 1, "export_application": 1})
+    assert problems_of(data) == [
+        "scenarios/x.yaml: operators.objects.flow: is required on a live target by operators.actions.press_virtual_button; "
+        "expected the 24-hex id of a workflow with a virtual button",
+        "scenarios/x.yaml: operators.objects.button: is required on a live target by operators.actions.press_virtual_button; "
+        "expected the virtual button's key in that flow (like <flowId>-<nodeId>)",
+        "scenarios/x.yaml: operators.objects.dashboard: is required on a live target by operators.actions.send_dashboard_report; "
+        "expected a dashboard's 24-hex id",
+        "scenarios/x.yaml: operators.objects.email: is required on a live target by operators.actions.send_dashboard_report; "
+        "expected an email address exports and reports are sent to",
+    ]
+    ok = parse_scenario(live_with({"press_virtual_button": 1}, {"flow": HEX, "button": f"{HEX}-abc"}), SRC)
+    assert ok.operators.objects.flow == HEX and ok.operators.actions[0].operation == "flow.pressVirtualButton"
+
+
+def test_emulator_actions_need_no_objects_and_objects_are_checked() -> None:
+    data = mutate("operators", {"count": 1, "actions": {"press_virtual_button": 1, "query_data_table_rows": 1}})
+    assert parse_scenario(data, SRC).operators.objects.flow is None
+    data["operators"]["objects"] = {"dashboard": "DASH", "email": "nobody", "widget": HEX}
+    assert problems_of(data) == [
+        "scenarios/x.yaml: operators.objects.widget: unknown field; allowed: flow, button, dashboard, data_table, "
+        "notebook, instance, owner, email",
+        "scenarios/x.yaml: operators.objects.dashboard: 'DASH' is not allowed; expected a dashboard's 24 lower-case hex digit id",
+        "scenarios/x.yaml: operators.objects.email: 'nobody' is not allowed; expected an email address exports and reports "
+        "are sent to",
+    ]
+
+
+def test_user_token_only_endpoints_refuse_application_tokens() -> None:
+    data = mutate("operators", {"count": 1, "auth": "token", "actions": {"generate_instance_report": 1}})
+    assert problems_of(data) == [
+        "scenarios/x.yaml: operators.actions.generate_instance_report: needs a user token (its scopes exclude "
+        "application tokens); expected operators.auth: user"]
+
+
+def test_job_seconds_as_a_number_or_bounds_round_trip() -> None:
+    exact = parse_scenario(mutate("target", {"kind": "emulator", "job_seconds": "3s"}), SRC)
+    assert (exact.target.job_min, exact.target.job_max) == (3.0, 3.0)
+    data = live_with({"get_device": 1}, job_seconds={"min": "1s", "max": "10m"})
+    data["target"]["job_seconds"] = data["operators"].pop("job_seconds")
+    bounded = parse_scenario(data, SRC)
+    assert (bounded.target.job_min, bounded.target.job_max) == (1.0, 600.0)
+    assert parse_scenario(bounded.to_dict(), SRC) == bounded
+    assert problems_of(mutate("target", {"job_seconds": {"min": "5s", "max": "1s"}})) == [
+        "scenarios/x.yaml: target.job_seconds.max: '1s' is not allowed; expected a duration >= min (5s)"]
+    assert problems_of(mutate("target", {"job_seconds": {"max": "1s"}}))[0].startswith(
+        "scenarios/x.yaml: target.job_seconds: {'max': '1s'} is not allowed; expected a duration like 2s")
+
+
+def test_new_action_options_are_validated_and_round_trip() -> None:
+    data = mutate("operators", {"count": 1, "objects": {"owner": "org-1"}, "actions": {
+        "mqtt_publish": {"weight": 2, "topic": "plant/1"}, "upload_file": {"weight": 1, "size": 4096},
+        "get_data_table_rows": {"weight": 1, "limit": 10}}})
+    s = parse_scenario(data, SRC)
+    assert parse_scenario(s.to_dict(), SRC) == s
+    assert {a.action: (a.topic, a.size, a.limit) for a in s.operators.actions} == {
+        "mqtt_publish": ("plant/1", None, None), "upload_file": (None, 4096, None), "get_data_table_rows": (None, None, 10)}
+    bad = mutate("operators", {"count": 1, "actions": {"mqtt_publish": {"topic": "t" * 231},
+                                                       "upload_file": {"size": 20 * 1024 * 1024},
+                                                       "query_data_table_rows": {"limit": 20000}}})
+    assert problems_of(bad) == [
+        "scenarios/x.yaml: operators.actions.mqtt_publish.topic: '" + "t" * 231 + "' is not allowed; expected an MQTT "
+        "topic of 1-230 characters",
+        "scenarios/x.yaml: operators.actions.query_data_table_rows.limit: 20000 is not allowed; expected a whole number "
+        "of rows from 1 to 10000",
+        "scenarios/x.yaml: operators.actions.upload_file.size: 20971520 is not allowed; expected at most the files.post "
+        "cap of 10485760 bytes with throttle: respect (only a probe sends a body over it)",
+    ]
+
+
+def test_probed_limits_must_be_driven_by_the_scenario() -> None:
+    data = mutate("pacing", {"throttle": "probe", "probe": {"limits": ["device.export", "data.timeSeriesQuery"]}})
+    data["operators"] = {"count": 1, "actions": {"time_series": 1}}
+    assert problems_of(data) == [
+        "scenarios/x.yaml: pacing.probe.limits[0]: 'device.export': nothing in this scenario calls it; expected "
+        "operators.actions to include export_device_data (with operators.count >= 1)",
+        "scenarios/x.yaml: pacing.probe.limits[1]: 'data.timeSeriesQuery': the time-series size probe fills a device "
+        "with long string states; expected a fleet class declaring a string attribute (like blob: {type: string, values: [x]})",
+    ]
+
+
+def test_probe_scenarios_name_every_row_of_their_group() -> None:
+    from harness.limits import LimitsTable
+
+    table = LimitsTable()
+    for kind, name in (("rate", "probe-rate"), ("concurrency", "probe-concurrency"), ("size", "probe-size")):
+        s = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+        probed = set(s.pacing.probe_limits)
+        rows = {lim.name for lim in table.limits if lim.kind == kind}
+        assert {lim.name for lim in table.limits if lim.kind == kind
+                and (lim.name in probed or set(lim.operations) & probed)} == rows, (name, rows - probed)
+        driven = {a.operation for a in s.operators.actions} | {"device.sendState"}
+        assert all(set(table.by_name(r).operations) <= driven for r in rows if r != "device.sendState"), name
+        assert s.duration <= 120

@@ -1,11 +1,14 @@
 """Judge a run from its samples: pure functions of ``Samples`` and data, no I/O but ``write_summary``.
 
 Modules: ``percentiles`` (exact order statistics, per-bucket series), ``throughput``
-(counts, rates), ``windows`` + ``conformance`` (did the target throttle as
-documented), ``integrity`` (lost writes), ``criteria`` (pass/fail), ``summary``
+(counts, rates), ``windows`` + ``judgement`` + ``conformance`` (did the target throttle
+as documented), ``concurrency`` (one running job at a time) and ``sizes`` (answer and
+body caps) joined into it, ``documented`` (the 18 documented rows, each driven or not,
+with its verdict), ``integrity`` (lost writes), ``criteria`` (pass/fail), ``summary``
 (``summary.json``; fields in docs/SUMMARY.md).
 """
 
+from .concurrency import JobLength, job_length
 from .conformance import Conformance, Finding, LimitReport, check_conformance
 from .criteria import Criteria, Verdict, evaluate, parse_criteria, passed
 from .integrity import LostWrite, find_lost_writes, integrity_block
@@ -13,7 +16,7 @@ from .percentiles import LABELS, exact_percentiles, percentile_series
 from .summary import analyze, build_summary, write_summary
 
 __all__ = [
-    "LABELS", "Conformance", "Criteria", "Finding", "LimitReport", "LostWrite", "Verdict", "analyze",
+    "LABELS", "Conformance", "Criteria", "Finding", "JobLength", "LimitReport", "LostWrite", "Verdict", "analyze",
     "build_summary", "check_conformance", "evaluate", "exact_percentiles", "find_lost_writes",
-    "integrity_block", "parse_criteria", "passed", "percentile_series", "write_summary",
+    "integrity_block", "job_length", "parse_criteria", "passed", "percentile_series", "write_summary",
 ]

@@ -29,6 +29,13 @@ tokens the bounds allow are >= 1; an accepted call missed when even the most are
 Each call yields at most one finding. ``findings_total`` and ``findings_by_kind`` are
 true counts; the findings list is cut to ``max_findings`` for display.
 
+Concurrency limits ("one running job at a time") are judged by ``concurrency.py`` with
+the same bounds and a stated range of job lengths; size caps by ``sizes.py`` on the
+bytes the samples carry. Their findings join the same list and counts (a false or
+missed throttle of a concurrency limit carries its name; size findings have kinds of
+their own), so one total fails the run. ``documented.py`` lays every result over the
+18 rows of the documented table.
+
 A limit is **tested** when some key could have come within 10 % of it (a window that
 may have held ``0.9 * count`` accepted calls) or it drew a 429; a respect run with no
 tested limit says so (``not_tested_reason``) instead of claiming conformance.
@@ -60,11 +67,16 @@ import numpy as np
 from harness.limits import Limit, LimitsTable
 from harness.record import Samples
 
+from . import concurrency as conc
+from . import sizes
+from .documented import ROWS, documented_rows, rows_summary
 from .judgement import exact_accepted, judge, peaks, quick_for
 from .windows import MODELS, SLACK, KeyedCalls, arrange, could_sliding, sure_sliding
 
 PACING_MODES = ("respect", "probe", "off")  # harness.scenario ThrottleMode
-FINDING_KINDS = ("false_throttle", "missed_throttle", "undocumented_throttle", "throttled_while_respecting")
+FINDING_KINDS = ("false_throttle", "missed_throttle", "undocumented_throttle", "throttled_while_respecting",
+                 *sizes.SIZE_KINDS)
+SIZE_BASE = 4  # FINDING_KINDS index of sizes.SIZE_KINDS[0]
 INFER_KEYS = 100  # most keys replayed by window model inference
 NEAR = 0.9  # a limit is tested when a window may have held this share of its count
 MAX_COUNTS = 8  # most candidate counts inference tries
@@ -73,6 +85,7 @@ RULE = ("A 429 is a false throttle only if, under every arrival order the calls'
         "call is a missed throttle only if, under every such order, the count was already reached. Calls these "
         "bounds cannot decide are counted as undecided, never as findings.")
 NOT_TESTED = "no key came within 10% of a limit"
+NOTHING_CALLED = "the run called no operation with a documented limit"
 
 
 @dataclass(frozen=True)
@@ -138,8 +151,14 @@ class Conformance:
     findings_total: int = 0  # true count
     findings_by_kind: dict[str, int] = field(default_factory=dict)  # true counts
     concurrency_touched: list[str] = field(default_factory=list)
+    concurrency: list[conc.ConcurrencyReport] = field(default_factory=list)
+    sizes: list[sizes.SizeReport] = field(default_factory=list)
+    jobs: conc.JobLength | None = None
+    by_op: dict[str, dict[str, Any]] = field(default_factory=dict)  # per documented operation the run called
+    documented_rows: list[dict[str, Any]] = field(default_factory=list)  # the 18 rows, always
+    rows_summary: dict[str, Any] = field(default_factory=dict)
     undecided_total: int = 0
-    undecided_by_kind: dict[str, int] = field(default_factory=dict)  # {"throttled": n, "accepted": n}
+    undecided_by_kind: dict[str, int] = field(default_factory=dict)  # {"throttled", "accepted", "refused"}
     tested: bool = False
     not_tested_reason: str = ""
     rule: str = RULE
@@ -152,6 +171,7 @@ class _Marks:
     explained: np.ndarray  # 429s some documented limit can account for
     justified: np.ndarray  # 429s some limit proves right (or a concurrency limit covers)
     undecided_acc: np.ndarray
+    undecided_ref: np.ndarray  # size refusals no declared size can judge
     in_window: np.ndarray
     kind_of: np.ndarray  # finding kind index per sample
     limit_of: np.ndarray  # index into table.limits
@@ -159,39 +179,55 @@ class _Marks:
 
 def check_conformance(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
                       key_kinds: Mapping[str, str] | None = None, tolerance: float | None = None,
-                      infer: bool | None = None, max_findings: int = 1000) -> Conformance:
-    """Judge every rate limit the run touched; see the module docstring for the rules.
+                      infer: bool | None = None, max_findings: int = 1000,
+                      jobs: conc.JobLength | None = None) -> Conformance:
+    """Judge every limit the run touched (rate, concurrency, size); see the module docstring for the rules.
 
     ``key_kinds`` maps an operation to what its sample key holds ("device",
     "application", ...); an operation absent from it is taken to record its limit's
     own key. A limit whose key kind differs from what was recorded is reported as
     not checked, since its counters cannot be rebuilt. ``tolerance`` is the slack (s)
     added to both ends of every call's bounds (default 0.5 ms). ``infer`` (window
-    model inference) defaults to on in probe mode.
+    model inference) defaults to on in probe mode. ``jobs``: the job lengths the
+    concurrency judge allows (``concurrency.job_length``; default: unknown target, an
+    assumed maximum and no minimum).
     """
     infer = pacing_mode == "probe" if infer is None else infer
     if pacing_mode not in PACING_MODES:
         raise ValueError(f"pacing mode {pacing_mode!r}; expected one of {', '.join(PACING_MODES)}")
     slack = SLACK if tolerance is None else float(tolerance)
-    result = Conformance(mode=pacing_mode)
+    jobs = conc.job_length(None, None, table) if jobs is None else jobs
+    result = Conformance(mode=pacing_mode, jobs=jobs)
     n = len(samples)
     names = samples.op_names
     present = set(np.unique(samples.op).tolist()) if n else set()
     code = {name: i for i, name in enumerate(names)}
     throttled_mask = samples.status == 429
-    marks = _Marks(np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), np.full(n, np.nan),
+    marks = _Marks(np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), np.full(n, np.nan),
                    np.full(n, -1, np.int8), np.full(n, -1, np.int16))
+    judged: dict[str, str] = {}  # per limit: which rule applied, in words
+    basis: dict[str, str] = {}  # ... in a few words, for the report's table
+    reports: dict[str, dict[str, Any]] = {}
     limited_ops: set[int] = set()
     for li, limit in enumerate(table.limits):
         codes = [code[o] for o in limit.operations if o in code and code[o] in present]
         if limit.kind == "concurrency":
+            judged[limit.name] = conc.judged_text(jobs)
+            basis[limit.name] = conc.judged_short(jobs)
             if codes:
                 result.concurrency_touched.append(limit.name)
                 limited_ops.update(codes)
-                covered = _op_mask(samples, codes)  # not judged: job state is not in the samples
-                marks.explained |= covered
-                marks.justified |= covered
+                result.concurrency.append(_judge_jobs(samples, limit, li, codes, jobs, slack, key_kinds, marks))
             continue
+        if limit.kind == "size":
+            judged[limit.name] = sizes.judged_text(limit)
+            basis[limit.name] = f"{sizes.applies_to(limit)} bytes"
+            if codes:
+                result.sizes.append(_judge_size(samples, limit, li, codes, marks))
+            continue
+        basis[limit.name] = f"send/answer bounds, {table.window_model} window"
+        judged[limit.name] = (f"{limit.count:,} per {limit.window or 0:g} s per {limit.key} ({table.window_model} "
+                              "window): each 429 and accepted call judged on its send and answer times")
         if limit.kind != "rate" or not codes:
             continue
         limited_ops.update(codes)
@@ -216,20 +252,126 @@ def check_conformance(samples: Samples, table: LimitsTable, pacing_mode: str = "
     limit_names = [lim.name for lim in table.limits]
     for report in result.limits:
         report.false_throttles = int(per_limit[limit_names.index(report.limit)])
+    for creport in result.concurrency:
+        creport.false_throttles = int(per_limit[limit_names.index(creport.limit)])
     marks.kind_of[throttled_mask & ~documented] = 2
     if pacing_mode == "respect":
         marks.kind_of[throttled_mask & (marks.kind_of < 0)] = 3
     # overall: calls that are not findings (a respect-mode 429 is one, whatever the target did)
-    und_thr = int((throttled_mask & documented & marks.explained & ~marks.justified & (marks.kind_of < 0)).sum())
-    und_acc = int((marks.undecided_acc & (marks.kind_of < 0)).sum())
+    free = marks.kind_of < 0
+    und_pos = [np.flatnonzero(throttled_mask & documented & marks.explained & ~marks.justified & free),
+               np.flatnonzero(marks.undecided_acc & free),
+               np.flatnonzero(marks.undecided_ref & free) if result.sizes else np.zeros(0, np.int64)]
+    und_thr, und_acc, und_ref = (len(x) for x in und_pos)
     result.undecided_by_kind = {"throttled": und_thr, "accepted": und_acc}
-    result.undecided_total = und_thr + und_acc
-    result.tested = any(r.tested for r in result.limits) or bool(throttled_mask.any())
+    if und_ref or result.sizes:
+        result.undecided_by_kind["refused"] = und_ref
+    result.undecided_total = und_thr + und_acc + und_ref
+    result.tested = (any(r.tested for r in result.limits) or any(r.tested for r in result.concurrency)
+                     or any(r.tested for r in result.sizes) or bool(throttled_mask.any()))
     if not result.tested:
-        result.not_tested_reason = (NOT_TESTED if any(r.checked for r in result.limits)
-                                    else "the run called no operation with a documented rate limit")
+        checked = any(r.checked for r in result.limits) or result.concurrency or result.sizes
+        result.not_tested_reason = NOT_TESTED if checked else NOTHING_CALLED
+    for r in result.limits:
+        reports[r.limit] = {"tested": r.tested, "checked": r.checked, "reason": r.reason}
+    for c in result.concurrency:
+        reports[c.limit] = {"tested": c.tested, "checked": c.checked, "reason": c.reason}
+    for srep in result.sizes:
+        reports[srep.limit] = {"tested": srep.tested, "checked": True, "reason": ""}
+    result.by_op = _per_op(samples, table, marks, np.concatenate(und_pos))
+    result.documented_rows = documented_rows(table, result.by_op, reports, judged, basis)
+    result.rows_summary = rows_summary(result.documented_rows)
     _collect(samples, table, result, marks, max_findings)
     return result
+
+
+def _judge_jobs(samples: Samples, limit: Limit, li: int, codes: list[int], jobs: conc.JobLength, slack: float,
+                key_kinds: Mapping[str, str] | None, marks: _Marks) -> conc.ConcurrencyReport:
+    """One concurrency limit: ``concurrency.py`` judges, the verdicts join the shared marks.
+
+    Only 2xx answers started a job and only 429s are its refusals; other errors (a 400,
+    a 404) neither start nor refuse one and are left out; a 5xx or no answer may have
+    started one (unknown, like a lost answer).
+    """
+    names = samples.op_names
+    mask = _op_mask(samples, codes)
+    recorded = {(key_kinds or {}).get(names[c], limit.key) for c in codes}
+    status = samples.status
+    keep = mask & (((status >= 200) & (status < 300)) | (status == 429) | (status == 0) | (status >= 500))
+    idx = np.nonzero(keep)[0]
+    if recorded != {limit.key}:
+        report = conc.ConcurrencyReport(limit.name, limit.operations, limit.count, limit.key, jobs.min_s, jobs.max_s,
+                                        jobs.basis, checked=False, calls=int(mask.sum()))
+        report.reason = (f"the samples key these calls by {', '.join(sorted(recorded))}; "
+                         f"the limit counts per {limit.key}")
+        marks.explained |= mask
+        marks.justified |= mask
+        return report
+    report, v = conc.judge_concurrency(samples, limit, idx, jobs, slack)
+    pos = v.thr_index
+    marks.explained[pos[~v.thr_false]] = True
+    marks.justified[pos[v.thr_justified]] = True
+    fresh = marks.limit_of[pos] < 0
+    marks.in_window[pos[fresh]] = v.thr_could[fresh]
+    unexplained = pos[v.thr_false]
+    marks.limit_of[unexplained[marks.limit_of[unexplained] < 0]] = li
+    marks.undecided_acc[v.acc_index[v.acc_undecided]] = True
+    miss = v.acc_index[v.acc_missed]
+    marks.kind_of[miss] = 1
+    marks.limit_of[miss] = li
+    marks.in_window[miss] = v.acc_sure[v.acc_missed]
+    return report
+
+
+def _judge_size(samples: Samples, limit: Limit, li: int, codes: list[int], marks: _Marks) -> sizes.SizeReport:
+    idx = np.nonzero(_op_mask(samples, codes))[0]
+    report, v = sizes.judge_sizes(samples, limit, idx)
+    free = marks.kind_of[v.finding_index] < 0  # a call yields at most one finding
+    at = v.finding_index[free]
+    marks.kind_of[at] = SIZE_BASE + v.finding_kind[free]
+    marks.in_window[at] = v.finding_bytes[free]
+    marks.limit_of[at] = li
+    marks.undecided_ref[v.undecided_index] = True
+    return report
+
+
+def _per_op(samples: Samples, table: LimitsTable, marks: _Marks, undecided: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Calls, accepted (2xx), refused, statuses, findings and undecided calls (``undecided``: their
+    positions) per documented operation.
+
+    Most calls are answered 200: each documented operation's calls are one comparison
+    over the op column, and the (operation, status) pairs are counted over the other
+    calls only, so a 10-million-sample run pays a few cheap passes.
+    """
+    n_ops = max(len(samples.op_names), int(samples.op.max()) + 1 if len(samples) else 0)
+    size_ops = {o for lim in table.limits if lim.kind == "size" for o in lim.operations}
+    wanted = {o for row in ROWS for o in row.operations} | {o for lim in table.limits for o in lim.operations}
+    codes = [code for code, name in enumerate(samples.op_names) if name in wanted]
+    if not n_ops or not codes:
+        return {}
+    op = samples.op
+    other = np.flatnonzero(samples.status != 200)
+    pairs = np.bincount(op[other].astype(np.int64) * 600 + np.clip(samples.status[other], 0, 599),
+                        minlength=n_ops * 600).reshape(n_ops, 600)
+    hit = np.flatnonzero(marks.kind_of >= 0)
+    kinds = np.bincount(op[hit].astype(np.int64) * len(FINDING_KINDS) + marks.kind_of[hit],
+                        minlength=n_ops * len(FINDING_KINDS)).reshape(n_ops, len(FINDING_KINDS))
+    und = np.bincount(op[undecided], minlength=n_ops)
+    out: dict[str, dict[str, Any]] = {}
+    for code in codes:
+        name = samples.op_names[code]
+        row = pairs[code]
+        row[200] = np.count_nonzero(op == code) - row.sum()
+        if not row.any():
+            continue
+        refused = int(row[400] + row[413]) if name in size_ops else int(row[429])
+        out[name] = {"calls": int(row.sum()), "accepted": int(row[200:300].sum()), "refused": refused,
+                     "no_response": int(row[0]),
+                     "statuses": {str(s): int(row[s]) for s in np.flatnonzero(row).tolist()},
+                     "findings": int(kinds[code].sum()),
+                     "findings_by_kind": {FINDING_KINDS[k]: int(kinds[code, k]) for k in np.flatnonzero(kinds[code])},
+                     "undecided": int(und[code])}
+    return out
 
 
 def _op_mask(samples: Samples, codes: list[int]) -> np.ndarray:
@@ -413,7 +555,27 @@ def _collect(samples: Samples, table: LimitsTable, result: Conformance, marks: _
             return f"at least {w:g} accepted calls surely in its window before it"
         return f"at most {w:g} accepted calls could have been in its window before it"
 
-    def detail(k: int, w: float, lim: Limit | None) -> str:
+    jobs = result.jobs
+
+    def jobs_where(k: int, w: float) -> str:
+        if np.isnan(w):
+            return "jobs not judged"
+        if k == 1:
+            return f"at least {w:g} earlier accepted call(s) of its key surely still running"
+        return f"at most {w:g} earlier accepted call(s) of its key could still have been running"
+
+    def detail(k: int, w: float, lim: Limit | None, i: int) -> str:
+        if k >= SIZE_BASE and lim is not None:
+            status = int(samples.status[i])
+            kname = samples.key_names[samples.key[i]] if samples.key[i] < len(samples.key_names) else ""
+            return sizes.finding_detail(FINDING_KINDS[k], int(w), lim.count, status, sizes.request_facts(kname)[2])
+        if lim is not None and lim.kind == "concurrency":
+            doc = (f"documented {lim.count} running job{'s' if lim.count != 1 else ''} per {lim.key}; jobs last "
+                   f"{jobs.text if jobs else '?'} ({jobs.basis if jobs else 'unknown'})")
+            return {0: f"429 although no earlier job of its key could still be running: {jobs_where(k, w)}; {doc}",
+                    1: f"accepted while an earlier job of its key was surely still running: {jobs_where(k, w)}; {doc}",
+                    3: f"429 although the pacing mode promised to stay under the limits: {jobs_where(k, w)}; {doc}",
+                    }.get(k, "")
         doc = f"documented {lim.count} per {lim.window:g} s" if lim and lim.window else "no documented rate limit"
         return {0: f"429 before the documented count could have been reached: {where(k, w)}; {doc}",
                 1: f"accepted although the documented count was surely reached: {where(k, w)}; {doc}",
@@ -425,7 +587,8 @@ def _collect(samples: Samples, table: LimitsTable, result: Conformance, marks: _
         li = int(limit_of[i])
         lim = table.limits[li] if li >= 0 else None
         if lim is None and k in (0, 3):
-            lims = [x for x in table.for_operation(samples.op_names[samples.op[i]]) if x.kind == "rate"]
+            lims = sorted((x for x in table.for_operation(samples.op_names[samples.op[i]]) if x.kind != "size"),
+                          key=lambda x: x.kind != "rate")
             lim = lims[0] if lims else None
         op = samples.op_names[samples.op[i]] if samples.op[i] < len(samples.op_names) else str(samples.op[i])
         key = samples.key_names[samples.key[i]] if samples.key[i] < len(samples.key_names) else str(samples.key[i])
@@ -434,4 +597,4 @@ def _collect(samples: Samples, table: LimitsTable, result: Conformance, marks: _
             kind=FINDING_KINDS[k], limit=lim.name if lim else "", op=op, key=key,
             time=float(samples.sent[i] + samples.latency[i] / 2),
             in_window=float(w) if not np.isnan(w) else -1.0,
-            count=lim.count if lim else 0, window=lim.window if lim else None, detail=detail(k, w, lim)))
+            count=lim.count if lim else 0, window=lim.window if lim else None, detail=detail(k, w, lim, i)))

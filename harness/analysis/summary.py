@@ -29,6 +29,7 @@ from harness.limits import LimitsTable
 from harness.record import Samples
 
 from . import throughput as tp
+from .concurrency import JobLength, job_length
 from .conformance import check_conformance
 from .criteria import Criteria, evaluate, passed
 from .percentiles import (LABELS, SERIES_LABELS, bucket_index, exact_percentiles, grouped_order, grouped_percentiles,
@@ -73,13 +74,15 @@ def latency_stats(samples: Samples) -> tuple[dict[str, dict[str, Any]], dict[int
 
 def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
             key_kinds: Mapping[str, str] | None = None, series: bool = True, bucket: float = 1.0,
-            max_findings: int = 1000, steady: Mapping[str, Any] | None = None) -> dict[str, Any]:
+            max_findings: int = 1000, steady: Mapping[str, Any] | None = None,
+            jobs: JobLength | None = None) -> dict[str, Any]:
     """Every figure of the summary except scenario, integrity and verdicts.
 
     ``steady`` passes what the run folder knows of the ramp-up and the stop to
     ``throughput.steady_window`` (``started``, ``spawned``, ``stopping``,
     ``planned_duration``, ``ramp_s``, ``ramp_note``); without it the steady window is the
-    whole run.
+    whole run. ``jobs``: the job lengths the concurrency judge allows (default: an
+    unknown target's, see ``concurrency.job_length``).
     """
     t0, t_end = tp.time_origin(samples)
     n = len(samples)
@@ -110,7 +113,7 @@ def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
         operations[name] = block
     lateness = samples.lateness
     late = {str(ms): float((lateness > ms / 1000.0).mean()) if n else 0.0 for ms in LATE_THRESHOLDS_MS}
-    conf = check_conformance(samples, table, pacing_mode, key_kinds, max_findings=max_findings)
+    conf = check_conformance(samples, table, pacing_mode, key_kinds, max_findings=max_findings, jobs=jobs)
     out: dict[str, Any] = {
         "run": {"pacing_mode": pacing_mode, "samples": n, "t0": t0, "start": _iso(t0) if n else None,
                 "end": _iso(t_end) if n else None, "duration_s": duration, "window_model": table.window_model},
@@ -124,6 +127,12 @@ def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
             "window_model": table.window_model,
             "limits": [r.to_dict() for r in conf.limits],
             "concurrency_limits_touched": conf.concurrency_touched,
+            "concurrency": [r.to_dict() for r in conf.concurrency],
+            "job_length": ({"min_s": conf.jobs.min_s, "max_s": conf.jobs.max_s, "basis": conf.jobs.basis}
+                           if conf.jobs else None),
+            "sizes": [r.to_dict() for r in conf.sizes],
+            "documented_rows": conf.documented_rows,
+            "rows_summary": conf.rows_summary,
             "findings_total": conf.findings_total,
             "findings_by_kind": conf.findings_by_kind,
             "findings": [f.to_dict() for f in conf.findings],
@@ -170,10 +179,13 @@ def build_summary(samples: Samples, table: LimitsTable, scenario_info: Mapping[s
     harness's equivalent with ``checked``, ``accepted``, ``lost``); None means the
     read-back was not run and the lost-writes criterion is reported "not checked".
     ``steady``: the ramp-up and stop times for the steady window (see ``analyze``).
+    The concurrency judge's job lengths come from ``scenario_info``: ``job_seconds``
+    (the scenario's ``target.job_seconds``) and ``target_kind``.
     """
     criteria = criteria if criteria is not None else Criteria()
     summary: dict[str, Any] = {"schema": SCHEMA, "version": VERSION, "scenario": dict(scenario_info)}
-    summary.update(analyze(samples, table, pacing_mode, key_kinds, series, steady=steady))
+    jobs = job_length(scenario_info.get("job_seconds"), scenario_info.get("target_kind"), table)
+    summary.update(analyze(samples, table, pacing_mode, key_kinds, series, steady=steady, jobs=jobs))
     summary["integrity"] = dict(integrity) if integrity is not None else {
         "checked": False, "reason": "the read-back was not run"}
     summary["criteria"] = {"latency": [{"op": op, "percentile": p, "bound_ms": b} for op, p, b in criteria.latency],

@@ -250,7 +250,7 @@ def time_series(
     for start in sorted(buckets, reverse=descending):
         values_by_name = buckets[start]
         names = wanted if wanted is not None else sorted(values_by_name)
-        data: dict[str, Any] = {}
+        data = {}
         for name in names:
             values = values_by_name.get(name)
             if not values:

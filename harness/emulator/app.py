@@ -29,6 +29,7 @@ from .http import ApiResponse, Request, read_body, send_json, send_success
 from .router import Router
 from .store import Store
 from .throttle import Throttle
+from .users import seed as seed_users
 from .views import SUCCESS
 
 log = logging.getLogger("harness.emulator")
@@ -36,7 +37,7 @@ _BODY_METHODS = frozenset(("POST", "PATCH", "PUT"))
 INTERNAL_ERROR = {"type": "InternalError", "message": "The emulator failed to process the request (an emulator bug, logged on the server)"}
 Clock = Callable[[], float]
 EMULATOR_PREFIX = "/_emulator/"
-GC_EVERY_S = 10.0  # with automatic collection off (see cli.main), a full collection this often
+GC_EVERY_S = 0.1  # with automatic collection off (see cli.main), a young collection this often (_collect_garbage)
 
 
 class Emulator:
@@ -47,9 +48,12 @@ class Emulator:
         self.clock = clock
         self.store = Store(config.db_path, scratch=config.scratch_db)
         self.auth = Auth(self.store, clock, config.email)
+        self.users = seed_users(self.store, clock, ((config.email, config.password), *config.users))
         self.throttle = Throttle(config.limits, clock, config.effective_job_seconds)
         self.router = Router()
         self.unexpected_errors = 0
+        #: the MQTT broker (mqtt/broker.py) when one is served with this app; REST commands reach it
+        self.mqtt: Any = None
         self._drop_credit = 0.0
         self._public: set[str] = set()
         self._delay_s = config.test_delay_ms / 1000
@@ -74,17 +78,26 @@ class Emulator:
         return route.handler is send_state and route.operation not in self._public
 
     async def _collect_garbage(self) -> None:
-        """Young generations every 10 s; a full collection once a minute, then freeze the survivors
-        (device and token caches), so the next full walk covers only what is new."""
-        n = 0
+        """The youngest generation ten times a second, then freeze what survived.
+
+        Why: what a fleet leaves behind is long-lived (a connection per device, cached
+        devices and tokens, remembered auth, throttle entries), and every collection of an
+        older generation walked all of it again. Measured with 4,000 connections on the
+        shared 2-core machine (wall time): a generation-1 collection every 10 s took 90-160 ms,
+        the full one every minute 110-140 ms (935 ms for the first one after 20,000 devices'
+        caches warmed), each a stall of every request, and at 1,000 devices one such pause
+        per 10 s window was the whole p99 (~100 ms). Now each object is walked about once,
+        within 0.1 s of its birth, then frozen out of the collector's reach; a pause is
+        bounded by 0.1 s of survivors (mostly the latest request of each connection that
+        reported meanwhile): 2.8 ms CPU median, 22 ms max under the same load. The cost:
+        cyclic garbage among frozen objects is never collected. Under fleet load the young
+        collections found none (0 objects in every one measured), and the emulator froze the
+        survivors of every full collection before as well.
+        """
         while True:
             await asyncio.sleep(GC_EVERY_S)
-            n += 1
-            if n % 6:
-                gc.collect(1)
-            else:
-                gc.collect()
-                gc.freeze()
+            gc.collect(0)
+            gc.freeze()
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

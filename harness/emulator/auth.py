@@ -8,7 +8,8 @@ Reach: a user token reaches the user's applications (others: 404); application A
 tokens and device tokens reach only their own application (others: 403). Device
 tokens reach their own device, the devices their access key allows (live: tag
 changes apply at once), and, for send-state only, a peripheral whose ``gatewayId``
-is empty or the calling gateway.
+is empty or the calling gateway; all of it only while the key still allows the
+calling device itself (a gateway that loses the key's tag loses its peripherals too).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def key_allows(key: dict[str, Any], device: dict[str, Any]) -> bool:
     """
     memo = device.get("_allows")
     if memo is not None and memo[0] is key:
-        return memo[1]  # type: ignore[no-any-return]
+        return memo[1]
     allowed = _key_allows(key, device)
     device["_allows"] = (key, allowed)  # memory only; ``_``-prefixed fields are never stored or shown
     return allowed
@@ -143,6 +144,13 @@ class Auth:
             key = self.store.get("keys", principal.key_id or "")
             if key is None or key.get("status", "active") != "active":
                 raise unauthorized("The access key of this device token is missing or inactive")
+            # live, and for every call the token makes (a gateway's for its peripherals too):
+            # a device that lost the key's tag lost the key
+            caller = self.store.get("devices", principal.device_id or "")
+            if caller is None or caller.get("applicationId") != principal.application_id:
+                raise unauthorized("The device of this device token no longer exists")
+            if not key_allows(key, caller):
+                raise forbidden("The access key of this device token no longer allows its device")
         return principal
 
     def reach(self, authorization: bytes | None, app_id: str, device_id: str, operation: str) -> dict[str, Any]:
@@ -201,14 +209,20 @@ class Auth:
 
     def device_reaches(self, principal: Principal, device: dict[str, Any], operation: str) -> bool:
         key = self.store.get("keys", principal.key_id or "")
-        if device["id"] == principal.device_id:  # live: a device that lost the key's tag loses the key
-            return key is not None and key_allows(key, device)
+        if key is None or key.get("status", "active") != "active":
+            return False
+        caller = device if device["id"] == principal.device_id else self.store.get("devices", principal.device_id or "")
+        # live, for every device (the MQTT broker asks here per message, without ``principal``):
+        # a device that lost the key's tag lost the key, a gateway's peripherals with it
+        if caller is None or not key_allows(key, caller):
+            return False
+        if caller is device:
+            return True
         if operation == "device.sendState":
-            caller = self.store.get("devices", principal.device_id or "")
-            return (caller is not None and caller.get("deviceClass") in GATEWAY_CLASSES
+            return (caller.get("deviceClass") in GATEWAY_CLASSES
                     and device.get("deviceClass") == "peripheral"
                     and device.get("gatewayId") in (None, "", caller["id"]))
-        return key is not None and key_allows(key, device)
+        return key_allows(key, device)
 
     def visible(self, principal: Principal, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Devices a device token may see (all of them for other principals)."""

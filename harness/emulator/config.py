@@ -23,7 +23,9 @@ class EmulatorConfig:
     """
 
     email: str = DEFAULT_EMAIL
-    password: str = DEFAULT_PASSWORD
+    password: str = field(default=DEFAULT_PASSWORD, repr=False)
+    #: more accounts besides the login, (email, password) each (users.py); never in repr
+    users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     db_path: str | None = None  # None: scratch (scratch_db) or in memory (in-process tests)
     scratch_db: bool = False  # without db_path: an unlinked temporary file, freed when the process ends
     limits: LimitsTable = field(default_factory=LimitsTable)
@@ -36,6 +38,14 @@ class EmulatorConfig:
     faults: Any = None  # faults.FaultPlan | None, from --faults FILE
     admin: bool = False  # serve /_emulator/faults to loopback clients
     max_in_flight: int = 0  # beyond N concurrent requests answer 503 (0 = no cap)
+    # connection hygiene (guard.py, docs/LIMITS.md "Connections"): enforced by the serving
+    # protocol, so only the CLI and start_in_thread apply them, never create_app alone
+    idle_timeout_s: float = 5.0  # no request byte for this long: closed (before the first request too)
+    header_timeout_s: float = 10.0  # request line and headers must arrive within this
+    body_timeout_s: float = 30.0  # the body must arrive within this after its headers
+    max_header_bytes: int = 64 * 1024  # request line + headers; over it 431
+    max_body_in_flight_bytes: int = 64 * MiB  # request bodies held at once, all connections; over it 503
+    max_connections: int = 0  # 0 = from the open-file limit (guard.default_max_connections)
 
     @property
     def effective_job_seconds(self) -> float:

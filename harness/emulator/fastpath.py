@@ -67,7 +67,8 @@ def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
             elif name == _CONTENT_TYPE:
                 content_type = value
         device = emu.auth.reach(authorization, app_id, device_id, OPERATION)
-        parsed = parse_json(body, content_type.decode("latin-1") if content_type is not None else None)
+        # nesting=False: check_body checks the depth; the common shape is two levels by construction
+        parsed = parse_json(body, content_type.decode("latin-1") if content_type is not None else None, nesting=False)
         rows = common_rows(device, parsed, int(clock() * 1000))  # None: not the common shape, check it in full
         if rows is None:
             states = check_body(parsed, declared_types(device))

@@ -115,4 +115,12 @@ def front(emu: Emulator, plan: FaultPlan | None = None, admin: bool | None = Non
     injector.handlers["/_emulator/openapi.json"] = openapi
     if with_admin:
         injector.handlers["/_emulator/faults"] = FaultsAdmin(injector, known_operations(emu))
+        if getattr(emu, "users", None) is not None:  # user accounts (users.py), same loopback rule
+            from .users import UsersAdmin  # noqa: PLC0415
+
+            injector.handlers["/_emulator/users"] = UsersAdmin(emu.users)
+        if getattr(emu, "mqtt", None) is not None:  # the MQTT broker's counters and drop (mqtt/admin.py), same rule
+            from .mqtt.admin import MqttAdmin  # noqa: PLC0415
+
+            injector.handlers["/_emulator/mqtt"] = MqttAdmin(emu.mqtt)
     return injector

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from .bounds import MAX_JSON_DEPTH, MAX_LIST_INDEX, MAX_QUERY_BRACKETS, MAX_QUERY_FIELDS, check_depth, check_int
 from .errors import ApiError, too_large, validation
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -16,6 +17,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 _JSON_HEADERS = [(b"content-type", b"application/json; charset=utf-8")]
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
 _IGNORED_PARAMS = frozenset(("_actions", "_links", "_embedded"))
+_DEEPEST_SHORT_BODY = 2 * MAX_JSON_DEPTH  # JSON this short cannot open (and close) more containers than the bound
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -36,6 +38,8 @@ async def rest_of_body(first: bytes, receive: Receive, limit: int) -> bytes:
     more = True
     while more:
         message = await receive()
+        if message["type"] == "http.disconnect":  # client gone, or refused by the connection guard (guard.py)
+            raise ApiError(400, "Validation", "The connection closed before the request body was complete")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -65,10 +69,13 @@ async def send_json(send: Send, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _listify(node: Any) -> Any:
+def _listify(node: Any, name: str) -> Any:
+    """Objects whose keys are all list indexes become lists (recursion bounded by MAX_QUERY_BRACKETS)."""
     if isinstance(node, dict):
-        node = {k: _listify(v) for k, v in node.items()}
-        if node and all(k.isdigit() for k in node):
+        node = {k: _listify(v, name) for k, v in node.items()}
+        if node and all(k.isascii() and k.isdigit() for k in node):  # "²".isdigit() is True, int("²") fails
+            if any(len(k) > len(str(MAX_LIST_INDEX)) or int(k) > MAX_LIST_INDEX for k in node):
+                raise validation(f"Query parameter {name}: list index above {MAX_LIST_INDEX}")
             return [node[k] for k in sorted(node, key=int)]
     return node
 
@@ -83,7 +90,11 @@ def parse_query(raw: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not raw:
         return out
-    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+    try:
+        pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:  # only the field count: parse_qsl is lenient about everything else
+        raise validation(f"Query string: more than {MAX_QUERY_FIELDS} parameters") from None
+    for key, value in pairs:
         if key in _IGNORED_PARAMS:
             continue
         head, _, rest = key.partition("[")
@@ -91,6 +102,8 @@ def parse_query(raw: bytes) -> dict[str, Any]:
             out[head] = value
             continue
         path = [head] + _BRACKETS.findall("[" + rest)
+        if len(path) > MAX_QUERY_BRACKETS + 1:
+            raise validation(f"Query parameter {head}: nests deeper than {MAX_QUERY_BRACKETS} bracket levels")
         node = out
         for part in path[:-1]:
             nxt = node.get(part)
@@ -99,19 +112,26 @@ def parse_query(raw: bytes) -> dict[str, Any]:
                 node[part] = nxt
             node = nxt
         node[path[-1]] = value
-    return {k: _listify(v) for k, v in out.items()}
+    return {k: _listify(v, k) for k, v in out.items()}
 
 
-def parse_json(body: bytes, content_type: str | None) -> Any:
-    """Decode a JSON body; wrong content type or malformed JSON is a 400 Validation."""
+def parse_json(body: bytes, content_type: str | None, nesting: bool = True) -> Any:
+    """Decode a JSON body; wrong content type, malformed JSON or nesting past MAX_JSON_DEPTH is a 400 Validation.
+
+    ``nesting=False`` leaves the depth to the caller: the send-state fast path, whose common
+    body is two levels deep by construction, checks it only on its slow path (``states.check_body``).
+    """
     if content_type is not None and "json" not in content_type.lower():
         raise validation(f"Content-Type must be application/json, got {content_type[:80]!r}")
     if not body:
         return None
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise validation("Request body is not valid JSON") from None
+    if nesting and len(body) > _DEEPEST_SHORT_BODY:
+        check_depth(value, "body", body)
+    return value
 
 
 class Request:
@@ -147,9 +167,11 @@ class Request:
         if value is None or isinstance(value, (dict, list)):
             return value
         try:
-            return orjson.loads(value)
+            parsed = orjson.loads(value)
         except orjson.JSONDecodeError:
             raise validation(f"Query parameter {name} is not valid JSON") from None
+        check_depth(parsed, name, value)
+        return parsed
 
 
 class ApiResponse:
@@ -171,6 +193,7 @@ def int_param(query: dict[str, Any], name: str, default: int, minimum: int | Non
         number = int(float(value)) if isinstance(value, str) else int(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: "1e400" is a float, but infinite
         raise validation(f"Query parameter {name} must be a number, got {str(value)[:40]!r}") from None
+    check_int(name, number)
     if minimum is not None and number < minimum:
         raise validation(f"Query parameter {name} must be >= {minimum}")
     if maximum is not None and number > maximum:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import orjson
 
+from .responses import schema_name
 from .validation import SCHEMA_DIR
 from .validation import collect_refs as _collect  # the sibling-file $ref walk, shared
 
@@ -38,7 +39,7 @@ BODY_SCHEMAS: dict[str, str] = {
     "notebook.requestInputDataExport": "notebookDataExportOptions",
     "embeddedDeployments.export": "embeddedDeploymentExport", "application.clone": "applicationClonePost",
     "dashboard.sendReport": "dashboardSendReport", "instance.generateReport": "instanceReportOptionsPost",
-    "dataTableRows.query": "advancedQuery", "application.mqttPublishMessage": "mqttPublishBody",
+    "dataTableRows.query": "advancedQuery", "dataTableRows.post": "dataTableRowInsert", "application.mqttPublishMessage": "mqttPublishBody",
     "flow.pressVirtualButton": "virtualButtonPress", "files.post": "filePost",
 }
 #: bodies the handlers check in code rather than with a schema file
@@ -53,6 +54,7 @@ INLINE_BODIES: dict[str, dict[str, Any]] = {
 }
 _LIST_PARAMS = ("sortField", "sortDirection", "page", "perPage", "filterField", "filter", "query")
 _HISTORY_PARAMS = ("limit", "since", "sortDirection", "duration", "start", "end")
+_ROWS_PARAMS = ("sortColumn", "sortDirection", "limit", "offset", "includeFields")
 QUERY_PARAMS: dict[str, tuple[str, ...]] = {
     "applications.get": _LIST_PARAMS, "applicationKeys.get": _LIST_PARAMS, "applicationApiTokens.get": _LIST_PARAMS,
     "devices.get": _LIST_PARAMS + ("deviceClass", "tagFilter", "parentId"),
@@ -61,6 +63,7 @@ QUERY_PARAMS: dict[str, tuple[str, ...]] = {
     "device.getCommand": _HISTORY_PARAMS, "device.getLogEntries": _HISTORY_PARAMS,
     "device.getCompositeState": ("start", "end", "attributes"), "application.archiveData": ("date",),
     "devices.export": ("email", "callbackUrl"),
+    "dataTableRows.get": _ROWS_PARAMS, "dataTableRows.query": _ROWS_PARAMS,
 }
 #: typed query parameters (the rest are strings: times, filters, JSON-encoded ``query``)
 QUERY_TYPES: dict[str, dict[str, Any]] = {
@@ -70,7 +73,7 @@ QUERY_TYPES: dict[str, dict[str, Any]] = {
 }
 SUCCESS_STATUS: dict[str, str] = {"applications.post": "201", "applicationKeys.post": "201",
                                   "applicationApiTokens.post": "201", "devices.post": "201", "events.post": "201",
-                                  "files.post": "201"}
+                                  "files.post": "201", "dataTableRows.post": "201"}
 ERROR_TEXT = {"400": "Malformed request (bad JSON, schema violation, bad parameter)",
               "401": "Missing, invalid or expired token; or authentication failed",
               "403": "The token's scope or reach does not allow this", "404": "A resource in the path was not found",
@@ -129,7 +132,7 @@ def build_openapi(emu: Emulator) -> dict[str, Any]:
     _load("error", components)
     components["Error"] = {"type": "object", "required": ["type", "message"],
                            "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}
-    public_ops = getattr(emu, "_public", set())
+    public_ops: set[str] = getattr(emu, "_public", set())
     paths: dict[str, Any] = {}
     for route in routes_of(emu.router):
         public = route.operation in public_ops
@@ -151,9 +154,13 @@ def build_openapi(emu: Emulator) -> dict[str, Any]:
             op["requestBody"] = {"required": name is not None,
                                  "content": {"application/json": {"schema": schema}}}
         ok = SUCCESS_STATUS.get(route.operation, "202" if _is_job(route) else "200")
-        responses: dict[str, Any] = {ok: {"description": "Success", "content": {"application/json": {"schema": {}}}}}
-        if route.operation == "application.clone":
-            responses["200"] = {"description": "Dry run", "content": {"application/json": {"schema": {}}}}
+        responses: dict[str, Any] = {}
+        for code, text in ((ok, "Success"), ("200", "Dry run"), ("202", "Queued as a job")):
+            answer = schema_name(route.operation, int(code))  # the official answer schema (responses.py)
+            if answer is not None and code not in responses:
+                _load(answer, components)
+                responses[code] = {"description": text,
+                                   "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{answer}"}}}}
         for code in _errors_for(route, public):
             responses[code] = {"description": ERROR_TEXT[code],
                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

@@ -7,19 +7,21 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .auth import hash_secret
-from .errors import not_found, validation
+from .errors import forbidden, not_found, validation
 from .http import ApiResponse
 from .query import compile_query
 from .timeparse import parse_input_time
 from .validation import application_scopes, validate
-from .views import SUCCESS, new_id, page, public
+from .views import SUCCESS, collection, links_wanted, new_id, page, public, resource
 
 if TYPE_CHECKING:
     from .app import Emulator
     from .http import Request
 
-_KEY_HIDDEN = ("secretSalt", "secretHash")
+# creator* are what keys carried before they followed applicationKey.json (createdBy*, lastUpdatedBy*)
+_KEY_HIDDEN = ("secretSalt", "secretHash", "creatorId", "creatorType", "creatorName")
 _APP_PATCH = {"name": str, "description": str}
+_APP_MAX_LENGTH = {"name": 255, "description": 1024}  # application.json
 
 
 def _obj(body: Any) -> dict[str, Any]:
@@ -29,32 +31,57 @@ def _obj(body: Any) -> dict[str, Any]:
 
 
 def _creator(req: Request) -> dict[str, Any]:
+    """Who made an API token, as apiToken.json names it."""
     p = req.principal
     if p.kind == "user":
         return {"creatorId": p.user_id, "creatorType": "user", "creatorName": p.name}
     return {"creatorId": p.api_token_id, "creatorType": "apiToken", "creatorName": p.name}
 
 
+def _actor(req: Request, role: str) -> dict[str, Any]:
+    """Who made (``createdBy``) or last changed (``lastUpdatedBy``) an access key, as applicationKey.json names it."""
+    p = req.principal
+    if p.kind == "user":
+        return {f"{role}Id": p.user_id, f"{role}Type": "user"}
+    return {f"{role}Id": p.api_token_id, f"{role}Type": "apiToken"}
+
+
+def _app_view(doc: dict[str, Any], req: Request) -> dict[str, Any]:
+    return resource("application", public(doc), links_wanted(req.raw_query))
+
+
+def _key_view(doc: dict[str, Any], req: Request) -> dict[str, Any]:
+    return resource("applicationKey", public(doc, _KEY_HIDDEN), links_wanted(req.raw_query))
+
+
+def _token_view(doc: dict[str, Any], req: Request) -> dict[str, Any]:
+    return resource("apiToken", public(doc), links_wanted(req.raw_query))
+
+
 # ---- applications ------------------------------------------------------------
 def apps_post(emu: Emulator, req: Request) -> ApiResponse:
+    owner = req.principal.user_id
+    if not owner:  # only user tokens hold applications.post (scopes.SPECIAL); an application belongs to a user
+        raise forbidden("Only a user may create applications")
     body = _obj(req.json())
     validate("applicationPost", body)
     now = emu.now_ms()
     app_id = new_id()
-    doc = {**body, "id": app_id, "applicationId": app_id, "ownerId": emu.auth.user_id, "ownerType": "user",
+    doc = {**body, "id": app_id, "applicationId": app_id, "ownerId": owner, "ownerType": "user",
            "creationDate": now, "lastUpdated": now}
-    emu.store.put("applications", app_id, doc, owner_id=emu.auth.user_id)
-    return ApiResponse(201, public(doc))
+    emu.store.put("applications", app_id, doc, owner_id=owner)
+    return ApiResponse(201, _app_view(doc, req))
 
 
 def apps_get(emu: Emulator, req: Request) -> dict[str, Any]:
     docs = emu.store.list_where("applications", "owner_id", req.principal.user_id or "")
-    return page(docs, req.query, ("name", "id", "creationDate", "ownerId", "lastUpdated"), "name", "asc",
-                ("name",), emu.config.max_per_page, public)
+    envelope = page(docs, req.query, ("name", "id", "creationDate", "ownerId", "lastUpdated"), "name", "asc",
+                    ("name",), emu.config.max_per_page, lambda d: _app_view(d, req))
+    return collection(envelope, "applications", "/applications", links_wanted(req.raw_query))
 
 
 def app_get(emu: Emulator, req: Request) -> dict[str, Any]:
-    return public(emu.auth.application(req.principal, req.params["applicationId"]))
+    return _app_view(emu.auth.application(req.principal, req.params["applicationId"]), req)
 
 
 def app_patch(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -63,9 +90,13 @@ def app_patch(emu: Emulator, req: Request) -> dict[str, Any]:
     for name, value in body.items():
         if name in _APP_PATCH and not isinstance(value, _APP_PATCH[name]):
             raise validation(f"{name}: must be a string")
+        if name in _APP_PATCH and not (name == "description" or value):
+            raise validation(f"{name}: must not be empty")
+        if name in _APP_PATCH and len(value) > _APP_MAX_LENGTH[name]:
+            raise validation(f"{name}: must be at most {_APP_MAX_LENGTH[name]} characters")
     app.update({k: v for k, v in body.items() if k in _APP_PATCH}, lastUpdated=emu.now_ms())
     emu.store.put("applications", app["id"], app, owner_id=app["ownerId"])
-    return public(app)
+    return _app_view(app, req)
 
 
 def app_delete(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -85,9 +116,10 @@ def keys_post(emu: Emulator, req: Request) -> ApiResponse:
     salt = secrets.token_hex(8)
     doc = {"filterType": "none", "pubTopics": [], "subTopics": [], **body, "id": key_id, "applicationKeyId": key_id,
            "applicationId": app["id"], "key": str(uuid.uuid4()), "status": "active", "creationDate": now,
-           "lastUpdated": now, **_creator(req), "secretSalt": salt, "secretHash": hash_secret(secret, salt)}
+           "lastUpdated": now, **_actor(req, "createdBy"), **_actor(req, "lastUpdatedBy"), "secretSalt": salt,
+           "secretHash": hash_secret(secret, salt)}
     emu.store.put("keys", key_id, doc, application_id=app["id"], key=doc["key"])
-    return ApiResponse(201, {**public(doc, _KEY_HIDDEN), "secret": secret})
+    return ApiResponse(201, {**_key_view(doc, req), "secret": secret})
 
 
 def keys_get(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -100,9 +132,11 @@ def keys_get(emu: Emulator, req: Request) -> dict[str, Any]:
         except ValueError as exc:
             raise validation(str(exc)) from None
         docs = [d for d in docs if predicate(d)]
-    return page(docs, req.query, ("key", "status", "id", "creationDate", "lastUpdated", "name"), "creationDate", "desc",
-                ("key", "status", "name"), emu.config.max_per_page, lambda d: public(d, _KEY_HIDDEN),
-                {"applicationId": app["id"]})
+    envelope = page(docs, req.query, ("key", "status", "id", "creationDate", "lastUpdated", "name"), "creationDate",
+                    "desc", ("key", "status", "name"), emu.config.max_per_page, lambda d: _key_view(d, req),
+                    {"applicationId": app["id"]})
+    return collection(envelope, "applicationKeys", f"/applications/{app['id']}/keys", links_wanted(req.raw_query),
+                      {"application": f"/applications/{app['id']}"})
 
 
 def _key(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -114,7 +148,7 @@ def _key(emu: Emulator, req: Request) -> dict[str, Any]:
 
 
 def key_get(emu: Emulator, req: Request) -> dict[str, Any]:
-    return public(_key(emu, req), _KEY_HIDDEN)
+    return _key_view(_key(emu, req), req)
 
 
 def key_patch(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -126,9 +160,9 @@ def key_patch(emu: Emulator, req: Request) -> dict[str, Any]:
         raise validation("status: must be active or inactive")
     check = {k: v for k, v in body.items() if k != "status"}
     validate("applicationKeyPost", check)
-    doc.update(body, lastUpdated=emu.now_ms())
+    doc.update(body, lastUpdated=emu.now_ms(), **_actor(req, "lastUpdatedBy"))
     emu.store.put("keys", doc["id"], doc, application_id=doc["applicationId"], key=doc["key"])
-    return public(doc, _KEY_HIDDEN)
+    return _key_view(doc, req)
 
 
 def key_delete(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -160,14 +194,17 @@ def tokens_post(emu: Emulator, req: Request) -> ApiResponse:
     token = emu.auth.mint({"kind": "apiToken", "scopes": scope, "applicationId": app["id"], "apiTokenId": token_id,
                            "status": doc["status"], "name": doc["name"],
                            "expiresAt": expires_ms / 1000 if expires_ms is not None else None}, None)
-    return ApiResponse(201, {**public(doc), "token": token})
+    return ApiResponse(201, {**_token_view(doc, req), "token": token})
 
 
 def tokens_get(emu: Emulator, req: Request) -> dict[str, Any]:
     app = emu.auth.application(req.principal, req.params["applicationId"])
-    return page(emu.store.list("api_tokens", app["id"]), req.query,
-                ("name", "status", "id", "creationDate", "lastUpdated", "expirationDate"), "name", "asc",
-                ("name", "status"), emu.config.max_per_page, public, {"ownerId": app["id"], "ownerType": "application"})
+    envelope = page(emu.store.list("api_tokens", app["id"]), req.query,
+                    ("name", "status", "id", "creationDate", "lastUpdated", "expirationDate"), "name", "asc",
+                    ("name", "status"), emu.config.max_per_page, lambda d: _token_view(d, req),
+                    {"ownerId": app["id"], "ownerType": "application"})
+    return collection(envelope, "apiTokens", f"/applications/{app['id']}/tokens", links_wanted(req.raw_query),
+                      {"application": f"/applications/{app['id']}"})
 
 
 def _token(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -179,7 +216,7 @@ def _token(emu: Emulator, req: Request) -> dict[str, Any]:
 
 
 def token_get(emu: Emulator, req: Request) -> dict[str, Any]:
-    return public(_token(emu, req))
+    return _token_view(_token(emu, req), req)
 
 
 def token_patch(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -194,11 +231,13 @@ def token_patch(emu: Emulator, req: Request) -> dict[str, Any]:
         raise validation("status: must be active or inactive")
     if "name" in body and (not isinstance(body["name"], str) or not 1 <= len(body["name"]) <= 255):
         raise validation("name: must be a string of 1-255 characters")
+    if "description" in body and (not isinstance(body["description"], str) or len(body["description"]) > 32767):
+        raise validation("description: must be a string of at most 32767 characters")  # apiToken.json
     doc.update(body, lastUpdated=emu.now_ms())
     emu.store.put("api_tokens", doc["id"], doc, application_id=doc["ownerId"])
     if "status" in body:
         emu.store.update_api_token_status(doc["id"], body["status"])
-    return public(doc)
+    return _token_view(doc, req)
 
 
 def token_delete(emu: Emulator, req: Request) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Any
 
 from .auth import check_scopes_request, key_allows, secret_matches
@@ -25,15 +24,13 @@ def _ttl(body: dict[str, Any], emu: Emulator) -> float | None:
 def auth_user(emu: Emulator, req: Request) -> dict[str, Any]:
     body = req.json()
     validate("userCredentials", body)
-    cfg = emu.config
-    email_ok = hmac.compare_digest(str(body["email"]).lower().encode(), cfg.email.lower().encode())
-    password_ok = hmac.compare_digest(str(body["password"]).encode(), cfg.password.encode())
-    if not (email_ok and password_ok):
+    user = emu.users.verify(str(body["email"]), str(body["password"]))
+    if user is None:
         raise unauthorized(FAILED)
     scopes = check_scopes_request(body.get("requestedScopes"), frozenset(body.get("requestedScopes") or ())) or frozenset(("all.User",))
-    token = emu.auth.mint({"kind": "user", "scopes": sorted(scopes), "userId": emu.auth.user_id,
-                           "name": cfg.email}, _ttl(body, emu))
-    return {"userId": emu.auth.user_id, "token": token, "needsToVerifyEmail": False}
+    token = emu.auth.mint({"kind": "user", "scopes": sorted(scopes), "userId": user["id"], "name": user["email"]},
+                          _ttl(body, emu))
+    return {"userId": user["id"], "token": token, "needsToVerifyEmail": False}
 
 
 def auth_device(emu: Emulator, req: Request) -> dict[str, Any]:

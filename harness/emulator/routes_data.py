@@ -40,6 +40,17 @@ def _tags(device: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def _echo(aggregation: Any, agg_type: str) -> Any:
+    """The aggregation as timeSeriesData.json admits it: a name, or the object form with its options
+    (TIMEATVALUE exists only as ``{"type": "TIMEATVALUE", "options": {"value": v}}``)."""
+    if not isinstance(aggregation, dict):
+        return agg_type
+    out: dict[str, Any] = {"type": agg_type}
+    if "options" in aggregation:
+        out["options"] = aggregation["options"]
+    return out
+
+
 def time_series_query(emu: Emulator, req: Request) -> dict[str, Any]:
     app = emu.auth.application(req.principal, req.params["applicationId"])
     body = req.json() or {}
@@ -77,7 +88,7 @@ def time_series_query(emu: Emulator, req: Request) -> dict[str, Any]:
         devices_out[device["id"]] = {"name": device.get("name"), "tags": _tags(device),
                                      "points": [{"time": format_time(p["time"]), "data": p["data"]} for p in series]}
     answer = {"start": format_time(start), "end": format_time(end), "resolution": resolution,
-              "aggregation": agg.type, "limit": limit, "order": order, "devices": devices_out}
+              "aggregation": _echo(aggregation, agg.type), "limit": limit, "order": order, "devices": devices_out}
     cap = emu.throttle.size_cap("data.timeSeriesQuery")
     if cap is not None and len(orjson.dumps(answer)) > cap:
         raise ApiError(400, "Validation", f"The answer would exceed {cap} bytes; narrow the query "

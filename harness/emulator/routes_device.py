@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import validation
 from .http import int_param
-from .routes_devices import check_device_refs, device_doc_from
+from .routes_devices import check_device_refs, device_doc_from, rendered
 from .states import check_body, declared_types, rows_for
 from .timeparse import format_time, parse_input_time, resolve_query_time
 from .validation import validate
-from .views import SUCCESS, device_view
+from .views import SUCCESS
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -54,7 +54,7 @@ def history_window(emu: Emulator, req: Request) -> tuple[int, int, int, bool]:
 
 
 def get(emu: Emulator, req: Request) -> dict[str, Any]:
-    return device_view(_device(emu, req, "device.get"), req.query)
+    return rendered(_device(emu, req, "device.get"), req)
 
 
 def patch(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def patch(emu: Emulator, req: Request) -> dict[str, Any]:
     device.update(device_doc_from(body), lastUpdated=emu.now_ms())
     device.pop("_types", None)
     emu.store.put("devices", device["id"], device, application_id=device["applicationId"])
-    return device_view(device, req.query)
+    return rendered(device, req)
 
 
 def delete(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -114,7 +114,10 @@ def store_command(emu: Emulator, device_id: str, body: dict[str, Any]) -> None:
     now = emu.now_ms()
     t = parse_input_time(body["time"], now) if body.get("time") is not None else now
     t = now if t is None else t
-    emu.store.add_row("commands", device_id, t, {"time": format_time(t), "name": body["name"], "payload": body.get("payload")})
+    doc = {"time": format_time(t), "name": body["name"], "payload": body.get("payload")}
+    emu.store.add_row("commands", device_id, t, doc)
+    if emu.mqtt is not None:  # pushed to a connected device's command topic (mqtt/broker.py)
+        emu.mqtt.push_command((emu.store.get("devices", device_id) or {}).get("applicationId", ""), device_id, doc)
 
 
 def send_command(emu: Emulator, req: Request) -> dict[str, Any]:

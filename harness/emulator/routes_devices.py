@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import validation
 from .http import ApiResponse
-from .query import compile_query, tag_filter_matches
+from .query import compile_query, tag_filter_predicate
 from .validation import validate
-from .views import SUCCESS, device_view, new_id, page
+from .views import SUCCESS, collection, device_view, links_wanted, new_id, page, resource
 
 if TYPE_CHECKING:
     from .app import Emulator
     from .http import Request
 
 SORT_FIELDS = ("name", "id", "creationDate", "lastUpdated", "connectionStatus", "deletedAt")
+_HEX24 = re.compile(r"[A-Fa-f0-9]{24}\Z")
 _DEVICE_FIELDS = ("name", "description", "tags", "attributes", "deviceClass", "gatewayId", "parentId",
                   "systemInterval", "keepDuplicates")
 
@@ -25,6 +27,11 @@ def predicate(query: Any) -> Callable[[dict[str, Any]], bool]:
         return compile_query(query, "device")
     except ValueError as exc:
         raise validation(str(exc)) from None
+
+
+def rendered(doc: dict[str, Any], req: Request) -> dict[str, Any]:
+    """A device as every device answer shows it: device_view plus the platform's decoration."""
+    return resource("device", device_view(doc, req.query), links_wanted(req.raw_query))
 
 
 def device_doc_from(body: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +62,7 @@ def post(emu: Emulator, req: Request) -> ApiResponse:
     parent = doc.get("parentId")
     doc["ancestorIds"] = ([parent] + (emu.store.get("devices", parent) or {}).get("ancestorIds", [])) if parent else []
     emu.store.put("devices", device_id, doc, application_id=app["id"])
-    return ApiResponse(201, device_view(doc, req.query))
+    return ApiResponse(201, rendered(doc, req))
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -76,17 +83,23 @@ def list_matching(emu: Emulator, req: Request, app_id: str) -> tuple[list[dict[s
         return [d for d in docs if match(d)], echo
     classes = _as_list(q.get("deviceClass"))
     if classes:
+        validate("deviceClassFilter", classes, "deviceClass")
         docs = [d for d in docs if d.get("deviceClass") in classes]
-        echo["deviceClass"] = q.get("deviceClass")
+        if len(set(classes)) == 1:  # devices.json echoes one class, as a string; several are not echoed
+            echo["deviceClass"] = classes[0]
     tag_filter = _as_list(q.get("tagFilter"))
     if tag_filter:
         if not all(isinstance(t, dict) for t in tag_filter):
             raise validation("tagFilter: entries must be {key, value} objects")
-        docs = [d for d in docs if tag_filter_matches(d.get("tags") or [], tag_filter)]
+        validate("deviceTagFilter", tag_filter, "tagFilter")
+        match_tags = tag_filter_predicate(tag_filter)  # compiled once for the whole list
+        docs = [d for d in docs if match_tags(d.get("tags"))]
         echo["tagFilter"] = tag_filter
     if q.get("parentId") not in (None, ""):
-        parent = q["parentId"]
-        docs = [d for d in docs if d.get("parentId") == (None if parent == "null" else parent)]
+        parent = None if q["parentId"] == "null" else q["parentId"]
+        if parent is not None and not _HEX24.match(str(parent)):
+            raise validation("parentId: must be a device id (24 hex characters) or null")
+        docs = [d for d in docs if d.get("parentId") == parent]
         echo["parentId"] = parent
     return docs, echo
 
@@ -96,8 +109,10 @@ def get(emu: Emulator, req: Request) -> dict[str, Any]:
     docs, echo = list_matching(emu, req, app["id"])
     if "filterField" in req.query and req.query["filterField"] != "name":
         raise validation("filterField must be name")
-    return page(docs, req.query, SORT_FIELDS, "name", "asc", ("name",), emu.config.max_per_page,
-                lambda d: device_view(d, req.query), {"_type": "devices", **echo})
+    envelope = page(docs, req.query, SORT_FIELDS, "name", "asc", ("name",), emu.config.max_per_page,
+                    lambda d: rendered(d, req), echo)
+    return collection(envelope, "devices", f"/applications/{app['id']}/devices", links_wanted(req.raw_query),
+                      {"application": f"/applications/{app['id']}"})
 
 
 def select(emu: Emulator, req: Request, app_id: str, body: dict[str, Any], ids_key: str = "deviceIds",
@@ -112,7 +127,8 @@ def select(emu: Emulator, req: Request, app_id: str, body: dict[str, Any], ids_k
         found = (emu.store.get("devices", i) for i in dict.fromkeys(ids or []) if isinstance(i, str))
         return emu.auth.visible(req.principal, [d for d in found if d is not None and d.get("applicationId") == app_id])
     docs = emu.auth.visible(req.principal, emu.store.list("devices", app_id))
-    return [d for d in docs if d["id"] in wanted or (tags and tag_filter_matches(d.get("tags") or [], tags))
+    match_tags = tag_filter_predicate(tags) if tags else None
+    return [d for d in docs if d["id"] in wanted or (match_tags is not None and match_tags(d.get("tags")))
             or (match is not None and match(d))]
 
 
@@ -136,9 +152,11 @@ def composite_state(emu: Emulator, req: Request) -> dict[str, Any]:
     app = emu.auth.application(req.principal, req.params["applicationId"])
     docs, echo = list_matching(emu, req, app["id"])
     now = emu.now_ms()
-    return page(docs, req.query, SORT_FIELDS[:-1], "name", "asc", ("name",), emu.config.max_per_page,
-                lambda d: {"id": d["id"], "name": d["name"], "compositeState": composite(emu, d["id"], req.query, now)},
-                echo)
+    envelope = page(docs, req.query, SORT_FIELDS[:-1], "name", "asc", ("name",), emu.config.max_per_page,
+                    lambda d: {"id": d["id"], "name": d["name"], "compositeState": composite(emu, d["id"], req.query, now)},
+                    echo)
+    return collection(envelope, "compositeDevicesState", f"/applications/{app['id']}/devices/compositeState",
+                      links_wanted(req.raw_query), {"application": f"/applications/{app['id']}"})
 
 
 def register(emu: Emulator) -> None:

@@ -9,13 +9,17 @@ from .http import ApiResponse
 from .query import compile_query
 from .timeparse import parse_input_time
 from .validation import validate
-from .views import new_id, page, public
+from .views import collection, links_wanted, new_id, page, public, resource
 
 if TYPE_CHECKING:
     from .app import Emulator
     from .http import Request
 
 SORT_FIELDS = ("subject", "id", "creationDate", "lastUpdated", "level", "state", "deviceId")
+
+
+def _view(doc: dict[str, Any], req: Request) -> dict[str, Any]:
+    return resource("event", public(doc), links_wanted(req.raw_query))
 
 
 def post(emu: Emulator, req: Request) -> ApiResponse:
@@ -40,7 +44,7 @@ def post(emu: Emulator, req: Request) -> ApiResponse:
     if device_name is not None:
         doc["deviceName"] = device_name
     emu.store.put("events", event_id, doc, application_id=app["id"])
-    return ApiResponse(201, public(doc))
+    return ApiResponse(201, _view(doc, req))
 
 
 def get(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -62,7 +66,10 @@ def get(emu: Emulator, req: Request) -> dict[str, Any]:
             raise validation("state must be new, acknowledged or resolved")
         docs = [d for d in docs if d.get("state") == q["state"]]
         echo["state"] = q["state"]
-    return page(docs, q, SORT_FIELDS, "creationDate", "desc", ("subject",), emu.config.max_per_page, public, echo)
+    envelope = page(docs, q, SORT_FIELDS, "creationDate", "desc", ("subject",), emu.config.max_per_page,
+                    lambda d: _view(d, req), echo)
+    return collection(envelope, "events", f"/applications/{app['id']}/events", links_wanted(req.raw_query),
+                      {"application": f"/applications/{app['id']}"})
 
 
 def get_one(emu: Emulator, req: Request) -> dict[str, Any]:
@@ -70,7 +77,7 @@ def get_one(emu: Emulator, req: Request) -> dict[str, Any]:
     doc = emu.store.get("events", req.params["eventId"])
     if doc is None or doc["applicationId"] != app["id"]:
         raise not_found("Event")
-    return public(doc)
+    return _view(doc, req)
 
 
 def register(emu: Emulator) -> None:

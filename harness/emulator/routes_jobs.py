@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
-import orjson
 
 from .errors import ApiError, not_found, too_large
 from .http import ApiResponse
@@ -106,25 +105,13 @@ def instance_report(emu: Emulator, req: Request) -> ApiResponse:
     return ApiResponse(202, job("inst"))
 
 
-def table_rows(emu: Emulator, req: Request) -> dict[str, Any]:
-    keys = _app_keys(emu, req)
-    table = _hex_id(req, "dataTableId", "Data table")
-    query = req.json() if req.method == "POST" else None
-    if query is not None:
-        validate("advancedQuery", query)
-    answer = {"items": [], "count": 0, "totalCount": 0, "limit": 1000, "offset": 0, "sortColumn": "id",
-              "sortDirection": "asc", "dataTableId": table, "applicationId": keys["application"], "query": query or {}}
-    cap = emu.throttle.size_cap("dataTableRows.get")
-    if cap is not None and len(orjson.dumps(answer)) > cap:
-        raise ApiError(400, "Validation", f"The answer would exceed {cap} bytes; narrow the query")
-    return answer
-
-
 def mqtt_publish(emu: Emulator, req: Request) -> dict[str, Any]:
     keys = _app_keys(emu, req)
     body = _body(req, "mqttPublishBody")
     keys["topic"] = keys["application"] + ":" + body["topic"]
     emu.throttle.check("application.mqttPublishMessage", keys)
+    if emu.mqtt is not None:  # to the application's subscribers of that topic (mqtt/broker.py)
+        emu.mqtt.deliver(keys["application"], body["topic"], body["message"].encode())
     return SUCCESS
 
 
@@ -144,10 +131,13 @@ def files_post(emu: Emulator, req: Request) -> ApiResponse:
         raise too_large(cap)
     body = _body(req, "filePost")
     file_id = new_id()
-    return ApiResponse(201, {"id": file_id, "applicationId": keys["application"], "status": "pending",
-                             "name": body["name"], "type": body["type"], "parentDirectory": body.get("parentDirectory", "/"),
-                             "fileSize": body.get("fileSize", 0), "contentType": body.get("contentType"),
-                             "upload": {"url": f"http://127.0.0.1/emulator-upload/{file_id}", "fields": {"key": file_id}}})
+    answer: dict[str, Any] = {
+        "id": file_id, "applicationId": keys["application"], "status": "pending", "name": body["name"], "type": body["type"],
+        "parentDirectory": body.get("parentDirectory", "/"), "fileSize": body.get("fileSize", 0),
+        "upload": {"url": f"http://127.0.0.1/emulator-upload/{file_id}", "fields": {"key": file_id}}}
+    if body.get("contentType") is not None:  # a string or absent (fileUploadPostResponse.json)
+        answer["contentType"] = body["contentType"]
+    return ApiResponse(201, answer)
 
 
 JOBS: tuple[tuple[str, str, str, str | None, Any], ...] = (
@@ -179,8 +169,6 @@ def register(emu: Emulator) -> None:
     emu.route("POST", "/applications/import", "applications.import", applications_import)
     emu.route("POST", "/dashboards/{dashboardId}", "dashboard.sendReport", dashboard_report)
     emu.route("POST", "/instances/{instanceId}/generateReport", "instance.generateReport", instance_report)
-    emu.route("GET", base + "/data-tables/{dataTableId}/rows", "dataTableRows.get", table_rows)
-    emu.route("POST", base + "/data-tables/{dataTableId}/rows/query", "dataTableRows.query", table_rows)
     emu.route("POST", base + "/mqttPublishMessage", "application.mqttPublishMessage", mqtt_publish)
     emu.route("POST", base + "/flows/{flowId}/virtualButton", "flow.pressVirtualButton", virtual_button)
     emu.route("POST", base + "/files", "files.post", files_post)

@@ -33,6 +33,7 @@ FAMILIES: dict[str, str] = {
     "events.post": "W", "events.get": "R", "event.get": "R", "events.export": "R",
     "flow.pressVirtualButton": "W",
     "dataTableRows.export": "R", "dataTableRows.get": "R", "dataTableRows.query": "R",
+    "dataTableRows.post": "W",
     "notebook.requestInputDataExport": "R", "embeddedDeployments.export": "R", "files.post": "W",
 }
 

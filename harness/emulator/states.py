@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .bounds import check_depth
 from .timeparse import parse_input_time
 from .validation import validate
 
@@ -49,6 +50,7 @@ def check_body(body: Any, known: dict[str, str] | None = None) -> list[dict[str,
 
     ``known`` (the device's declared attribute names) lets valid names skip the regex.
     """
+    check_depth(body, "body")  # before jsonschema recurses into it (bodies from the fast path and MQTT are unchecked)
     states = body if isinstance(body, list) else [body]
     if not states or not isinstance(body, (list, dict)):
         validate("deviceStateOrStates", body)

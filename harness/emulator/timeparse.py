@@ -47,9 +47,18 @@ MIN_MS = -62_135_596_800_000
 MAX_MS = 253_402_300_799_999
 
 _EPOCH_ORDINAL = _EPOCH.toordinal()
+
+# The longest time text read: the longest real form, JavaScript's Date.toString() with a
+# long zone name, is under 80 characters. Longer text is unreadable without being read:
+# the regexes below backtrack polynomially on long runs of spaces ("Mon Jan 1 2016" and
+# 20,000 spaces took 2.8 s), and a state's ``time`` may be megabytes long.
+MAX_TIME_TEXT = 128
 _DAY_MS = 86_400_000
 
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# "\d+\.?\d*" would split a digit run between \d+ and \d* every possible way before
+# failing (quadratic: 20,000 digits and an "x" took 38 s); with the dot required
+# between them a run has one split.
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 # ISO-8601 as JavaScript's Date.parse reads it: YYYY, YYYY-MM, YYYY-MM-DD,
 # optionally followed by T (or a space) and HH:MM[:SS[.fraction]] and a zone.
@@ -163,7 +172,7 @@ def _match_fields(m: re.Match[str], month: int | None = None) -> int | None:
 
 def _string_ms(text: str, now_ms: int) -> int | None:
     text = text.strip()
-    if not text:
+    if not text or len(text) > MAX_TIME_TEXT:
         return None
     if _NUMBER_RE.fullmatch(text):
         return _number_ms(float(text), now_ms)
@@ -293,6 +302,8 @@ def resolve_query_time(value: Any, now_ms: int, default: int) -> int:
     1465790400000
     """
     raw = value
+    if isinstance(value, str) and len(value.strip()) > MAX_TIME_TEXT:
+        raise ValueError(f"time text of {len(value)} characters is too long to be a time")
     if value is None or (isinstance(value, str) and not value.strip()):
         value = default
     if isinstance(value, bool):
@@ -309,9 +320,9 @@ def resolve_query_time(value: Any, now_ms: int, default: int) -> int:
             raise ValueError(f"time {raw!r} is outside years 1..9999")
         return ms
     if isinstance(value, (str, dict)):
-        ms = parse_input_time(value, now_ms)
-        if ms is not None:
-            return ms
+        parsed = parse_input_time(value, now_ms)
+        if parsed is not None:
+            return parsed
     raise ValueError(
         f"time {raw!r} is not readable: expected epoch ms (0 = now, negative = ms before now) "
         "or an ISO-8601 date string"

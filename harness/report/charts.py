@@ -125,7 +125,7 @@ def throughput(times: np.ndarray, rps: Mapping[str, np.ndarray], active: np.ndar
         ax.legend(loc="lower left", bbox_to_anchor=(0, 1.08), ncols=min(len(names), 5))
         total = np.sum([rps[n] for n in names], axis=0)
         if steady is not None:
-            inside = (times >= steady[0]) & (times + bucket <= steady[1] + bucket)
+            inside = (times >= steady[0]) & (times + bucket <= steady[1])
             calm = float(total[inside].max()) if inside.any() else 0.0
             peak = float(total.max())
             if calm > 0 and peak > 2.0 * calm:
@@ -140,7 +140,7 @@ def throughput(times: np.ndarray, rps: Mapping[str, np.ndarray], active: np.ndar
             if steady[1] < end:
                 a.axvspan(steady[1], end, color=MUTED, alpha=0.12, lw=0)
     if steady is not None and len(times) and steady[0] > 0:
-        ax.text(steady[0] / 2, 0.98, "ramp-up", transform=ax.get_xaxis_transform(), ha="center", va="top",
+        ax.text(steady[0] / 2, 1.0, "ramp-up", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                 fontsize=7, color=MUTED)
     ax.set_ylabel("requests / s")
     ax.set_title(f"Throughput by operation (per {bucket:g} s, by actual send time)"

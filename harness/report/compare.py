@@ -849,6 +849,6 @@ def comparison_section(result: dict[str, Any], base_fig: Any, cur_fig: Any) -> s
 
         shown = [op for op in cur_fig.ops if op in base_fig.curves][:6]
         body += (f'<img class="chart" src="{charts.overlay_throughput(total(base_fig), total(cur_fig))}" alt="throughput overlay">'
-                 f'<img class="chart" src="{charts.distribution(cur_fig.curves, shown, base_fig.curves)}" '
+                 f'<img class="chart" src="{charts.distribution(cur_fig.curves, shown, base_fig.curves, cur_fig.colors)}" '
                  'alt="latency distribution overlay">')
     return f'<section id="comparison"><h2>Comparison with baseline</h2>{body}</section>'

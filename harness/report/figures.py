@@ -36,9 +36,10 @@ CURVE_QUANTILES = np.concatenate((np.linspace(0.0, 0.9, 19)[:-1], 1.0 - np.logsp
 SERIES = ("p50", "p95", "p99")
 
 
-#: Colour-blind-safe categorical palette (shared with charts); operations beyond it reuse it in order.
+#: Categorical palette (shared with charts): 20 distinct colours, so a report's operations never share one.
 PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16",
-           "#64748b", "#a16207")
+           "#64748b", "#a16207", "#1e3a8a", "#fcd34d", "#065f46", "#fca5a5", "#4c1d95", "#67e8f9",
+           "#9d174d", "#3f6212", "#0f172a", "#fdba74")
 
 
 def op_colors(ops: list[str]) -> dict[str, str]:
@@ -242,7 +243,7 @@ def error_groups(samples: Samples) -> list[dict[str, object]]:
         kind = samples.error_kinds[rest // 1000] if rest // 1000 < len(samples.error_kinds) else f"#{rest // 1000}"
         name = samples.op_names[o] if o < len(samples.op_names) else f"op#{o}"
         out.append({"kind": kind, "status": rest % 1000, "op": name, "count": c, "first": f, "last": l_})
-    out.sort(key=lambda g: (-int(g["count"]), str(g["kind"])))  # type: ignore[call-overload]
+    out.sort(key=lambda g: (-int(g["count"]), str(g["kind"])))
     return out
 
 

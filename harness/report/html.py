@@ -36,7 +36,9 @@ section{background:var(--card);border:1px solid var(--line);border-radius:10px;p
 h2{font-size:17px;margin:0 0 12px}h3{font-size:14px;margin:18px 0 8px}
 .verdict{display:inline-block;font-weight:700;font-size:20px;padding:6px 16px;border-radius:8px;margin-right:12px}
 .verdict.pass{background:var(--passbg);color:var(--pass)}.verdict.fail{background:var(--failbg);color:var(--fail)}
-.verdict.na{background:#e5e7eb;color:var(--muted)}
+.verdict.na{background:#e5e7eb;color:var(--muted)}.topbadge{display:inline-block;font-size:15px;padding:3px 10px;border-radius:6px;margin-right:8px;vertical-align:3px}
+.topbadge.pass{background:var(--passbg);color:var(--pass)}.topbadge.fail{background:#fee2e2;color:#b91c1c}
+.topbadge.na{background:#e5e7eb;color:var(--muted)}
 .meta{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:10px;margin:16px 0}
 .meta div{background:var(--bg);border-radius:8px;padding:8px 12px}.meta b{display:block;font-size:11px;
 color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.04em}.meta span{font-size:15px;
@@ -56,6 +58,11 @@ img.chart{display:block;width:100%;height:auto;margin:8px 0}
 .legend-note{font-size:12px;color:var(--muted)}footer{color:var(--muted);font-size:12px;text-align:center}
 """
 
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """A summary.json section, or an empty one when absent or malformed (old run folders)."""
+    return value if isinstance(value, dict) else {}
 
 def _meta(items: list[tuple[str, str]]) -> str:
     return '<div class="meta">' + "".join(f"<div><b>{esc(k)}</b><span>{esc(v)}</span></div>" for k, v in items) + "</div>"
@@ -104,8 +111,8 @@ def header(run: RunData, fig: Figures, saturated: list[str]) -> str:
                 f'gathered before it stopped.</div>') + warn
     if saturated:
         warn = ('<div class="alert fail" id="saturated"><b>Generator saturated: latency figures are suspect.</b> '
-                + esc("; ".join(saturated)) + "</div>")
-    regression = run.summary.get("regression") if isinstance(run.summary.get("regression"), dict) else {}
+                + esc("; ".join(saturated)) + "</div>") + warn  # after, not instead of, "Incomplete run"
+    regression = _dict(run.summary.get("regression"))
     if regression.get("verdict") == "regression":  # one verdict everywhere: the badge says why it failed
         if run.summary.get("complete") is not False:
             cls, word = "fail", "FAIL: REGRESSION"
@@ -126,7 +133,7 @@ def header(run: RunData, fig: Figures, saturated: list[str]) -> str:
 def _throughput_meta(run: RunData, fig: Figures) -> tuple[str, str]:
     """Throughput over the steady window (what the criterion judges) when summary.json has it,
     else over the whole run, labelled as such."""
-    overall = run.summary.get("overall") if isinstance(run.summary.get("overall"), dict) else {}
+    overall = _dict(run.summary.get("overall"))
     window = overall.get("steady_window")
     rate = overall.get("steady_throughput_rps")
     if isinstance(window, dict) and isinstance(rate, (int, float)) and not window.get("whole_run"):
@@ -135,9 +142,19 @@ def _throughput_meta(run: RunData, fig: Figures) -> tuple[str, str]:
     return ("throughput (whole run)", f"{tables.num(fig.total.rate, 1)} req/s")
 
 
+def _steady_span(run: RunData) -> tuple[float, float] | None:
+    """The steady window in seconds from the first send (the load chart's axis), when it is known."""
+    overall = _dict(run.summary.get("overall"))
+    w = overall.get("steady_window")
+    if not isinstance(w, dict) or not isinstance(w.get("start_offset_s"), (int, float)) \
+            or not isinstance(w.get("end_offset_s"), (int, float)):
+        return None
+    return float(w["start_offset_s"]), float(w["end_offset_s"])
+
+
 def _steady_note(run: RunData) -> str:
     """Under the load chart: where the steady window lies on its time axis, and how it was found."""
-    overall = run.summary.get("overall") if isinstance(run.summary.get("overall"), dict) else {}
+    overall = _dict(run.summary.get("overall"))
     w = overall.get("steady_window")
     if not isinstance(w, dict) or w.get("start_offset_s") is None:
         return ""
@@ -184,12 +201,36 @@ def _limit_reports(run: RunData, fig: Figures) -> list[dict[str, Any]]:
     return out
 
 
+def _documented(conf: dict[str, Any]) -> str:
+    """Every row of the documented table, with a one-line count of what the run drove and how it was judged."""
+    rows = [r for r in conf.get("documented_rows") or [] if isinstance(r, dict)]
+    if not conf:
+        return ""
+    if not rows:
+        return "<h3>Documented limits</h3>" + tables.documented_rows(rows)
+    driven = sum(1 for r in rows if r.get("driven") != "no")
+    fully = sum(1 for r in rows if r.get("driven") == "yes")
+    by: dict[str, int] = {}
+    for r in rows:
+        by[str(r.get("verdict"))] = by.get(str(r.get("verdict")), 0) + 1
+    order = list((conf.get("rows_summary") or {}).get("by_verdict") or {})  # the judge's order of verdicts
+    verdicts = ", ".join(f"{by[v]} {v}" for v in sorted(by, key=lambda v: order.index(v) if v in order else 99))
+    line = (f"{len(rows)} documented rows: {driven} driven by this run ({fully} with every operation); "
+            f"{verdicts}.")
+    return ("<h3>Documented limits</h3>" + f'<p id="documented-rows">{esc(line)}</p>' + tables.documented_rows(rows)
+            + '<p class="legend-note">Refused means 429 for rate and concurrency rows, 400 or 413 for size rows. '
+              '"not tested": driven, but never near the limit, so no conformance was earned. Rate rows follow the '
+              "rule above; concurrency and size rows follow the rules under their own tables below (each verdict's tooltip "
+              "says which rule applied; summary.json has it as <code>judged</code>).</p>")
+
+
 def throttles(run: RunData, fig: Figures) -> str:
-    """The judge's rule and verdict, the per-limit table, probe results, and accepted-per-window charts."""
+    """The judge's rule and verdict, every documented row, the per-limit tables, probe results, and
+    accepted-per-window charts."""
     reports = _limit_reports(run, fig)
     conf = run.conformance
     if not reports:
-        body = '<p class="muted">The run called no operation with a documented rate limit.</p>'
+        body = "<h3>Rate limits</h3>" + '<p class="muted">The run called no operation with a documented rate limit.</p>'
     else:
         s, imgs = run.samples, []
         for i, r in enumerate(reports):
@@ -204,13 +245,15 @@ def throttles(run: RunData, fig: Figures) -> str:
                 r = reports[i] = {**r, "max_accepted_in_window": peak}
             imgs.append(_img(charts.accepted_per_window(str(r.get("limit")), count, window, series),
                              f"accepted calls per window for the busiest keys of {r.get('limit')}"))
-        body = tables.limits(reports) + tables.probes(reports) + "".join(imgs)
+        body = "<h3>Rate limits</h3>" + tables.limits(reports) + tables.probes(reports) + "".join(imgs)
     found = [f for f in conf.get("findings", []) if isinstance(f, dict)]
-    body = tables.throttle_status(conf) + body
+    body += tables.concurrency([r for r in conf.get("concurrency") or [] if isinstance(r, dict)])
+    body += tables.sizes([r for r in conf.get("sizes") or [] if isinstance(r, dict)])
+    body = tables.throttle_status(conf) + _documented(conf) + body
     body += "<h3>Findings</h3>" + (tables.findings(found, conf.get("findings_total"), fig.t0,
                                                    tested=conf.get("tested")) if conf
                                   else '<p class="muted">Not judged: the run folder has no summary.json.</p>')
-    return _section("throttles", "Throttle conformance", body)
+    return _section("throttles", "Throttle and limit conformance", body)
 
 
 def scheduler(run: RunData, fig: Figures, saturated: list[str]) -> str:
@@ -265,12 +308,13 @@ def page(run: RunData, fig: Figures, comparison_html: str = "", top_ops: int = 6
     more = f" (the {len(shown)} busiest of {len(fig.ops)} operations)" if len(fig.ops) > len(shown) else ""
     sections = [
         header(run, fig, saturated),
-        _section("load", "Load", _img(charts.throughput(fig.times, fig.rps, fig.active_keys, fig.bucket), "throughput")
+        _section("load", "Load", _img(charts.throughput(fig.times, fig.rps, fig.active_keys, fig.bucket, fig.colors,
+                                                 _steady_span(run)), "throughput")
                  + _steady_note(run)),
         _section("latency", "Latency" + more,
                  _img(charts.percentile_series(fig.times, fig.pct_series, shown, fig.bucket), "percentiles over time")
                  + '<h3>Distribution (HDR percentile curve)</h3>'
-                 + _img(charts.distribution(fig.curves, shown), "latency distribution")),
+                 + _img(charts.distribution(fig.curves, shown, colors=fig.colors), "latency distribution")),
         _section("operations", "Per operation",
                  tables.operations(fig) + '<p class="legend-note">Also in <a href="operations.csv">operations.csv</a>. '
                  "Errors are failed requests other than 429; throttled are requests answered 429 (the terminal "
@@ -288,9 +332,12 @@ def page(run: RunData, fig: Figures, comparison_html: str = "", top_ops: int = 6
         sections.append(comparison_html)
     nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in NAV if a != "comparison" or comparison_html)
     word = "NOT JUDGED" if run.passed is None else ("PASS" if run.passed else "FAIL")
+    badge = "na" if run.passed is None else ("pass" if run.passed else "fail")
+    if run.summary.get("complete") is False:  # exit code 2, as the verdict card says
+        word, badge = "INCOMPLETE", "fail"
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(word)} · {esc(run.name)} · losant-load</title><style>{CSS}</style></head><body>"
-            f'<header class="top"><h1>{esc(run.name)}</h1><div class="sub">losant-load report · run {esc(run.run_id)}'
+            f'<header class="top"><h1><span class="topbadge {badge}">{esc(word)}</span> {esc(run.name)}</h1><div class="sub">losant-load report · run {esc(run.run_id)}'
             f" · {esc(utc(fig.t0))}</div></header><nav>{nav}</nav><main>{''.join(sections)}</main>"
             f"<footer>losant-load {esc(__version__)} · generated from the run folder's samples</footer></body></html>")

@@ -9,6 +9,12 @@ from, so the four never disagree:
   not be measured is ``<skipped>`` with the reason);
 - with ``--baseline``: one case for the judgement against the baseline, and one per
   regression listed in ``summary.regression.top`` (the total is in the message);
+- one case per row of the documented limits table the run drove
+  (``conformance.documented_rows``; rows not driven are listed by summary.json and the
+  report, not as skipped tests on every CI run): a row with findings fails when the
+  conformance criterion failed (so the cases, the criterion and the exit code agree
+  even when the criteria allow some findings); a row not tested, undecided or not
+  judged is ``<skipped>`` with that word;
 - an interrupted run adds a case that errs ("the run ended before its planned end"),
   because its figures cover only part of the plan.
 
@@ -60,6 +66,30 @@ def junit_xml(summary: dict[str, Any], run_dir: Path | str | None = None) -> str
             ET.SubElement(case, "skipped", {"message": f"not checked: {detail}" if detail else "not checked"})
         else:
             ET.SubElement(case, "system-out").text = f"{what}{'; ' + detail if detail else ''}"
+    raw_conf = summary.get("conformance")
+    conf: dict[str, Any] = raw_conf if isinstance(raw_conf, dict) else {}
+    criterion_failed = any(v.get("name") == "throttle conformance findings" and v.get("passed") is False
+                           for v in summary.get("verdicts") or [] if isinstance(v, dict))
+    for row in conf.get("documented_rows") or []:
+        if not isinstance(row, dict) or row.get("driven") == "no":
+            continue
+        case = _case(suite, f"{cls}.limits", f"row {row.get('row')}: {row.get('name')}")
+        verdict = str(row.get("verdict") or "")
+        observed = (f"driven: {row.get('driven')}; {int(row.get('calls') or 0):,} calls, "
+                    f"{int(row.get('accepted') or 0):,} accepted, {int(row.get('refused') or 0):,} refused")
+        findings = int(row.get("findings") or 0)
+        if verdict == "findings" and criterion_failed:
+            failures += 1
+            kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in (row.get("findings_by_kind") or {}).items())
+            ET.SubElement(case, "failure", {"message": f"{findings} finding{'s' if findings != 1 else ''} ({kinds})",
+                                            "type": "limit"}).text = f"{observed}; {row.get('judged', '')}"
+        elif verdict in ("conforms", "findings"):
+            ET.SubElement(case, "system-out").text = (f"{verdict}{f' ({findings} allowed by the criteria)' if findings else ''}"
+                                                      f"; {observed}")
+        else:
+            skipped += 1
+            note = str(row.get("note") or "")
+            ET.SubElement(case, "skipped", {"message": f"{verdict}{': ' + note if note else ''}; {observed}"})
     reg = summary.get("regression")
     if isinstance(reg, dict):
         verdict = str(reg.get("verdict") or "")
@@ -91,7 +121,8 @@ def junit_xml(summary: dict[str, Any], run_dir: Path | str | None = None) -> str
     tests = len(suite.findall("testcase"))
     counts = {"tests": str(tests), "failures": str(failures), "errors": str(errors), "skipped": str(skipped)}
     suite.attrib.update(counts)
-    root.attrib.update({**counts, "time": f"{duration:.3f}"})
+    # the Jenkins xunit schema (junit-10.xsd) admits no skipped count on <testsuites>, only on <testsuite>
+    root.attrib.update({k: v for k, v in counts.items() if k != "skipped"} | {"time": f"{duration:.3f}"})
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 

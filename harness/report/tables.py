@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.report.figures import LABELS, Figures, OpRow
+from harness.report.figures import LABELS, Figures, OpRow, supported
 from harness.report.rundata import utc
 
 
@@ -81,7 +81,12 @@ def _op_tr(row: OpRow, kind: str, css: str = "") -> str:
     pct = row.corrected if kind == "corrected" else row.response
     cells = [cell(row.op, "op"), cell(num(row.count), "n"), cell(num(row.rate, 2), "n"),
              cell(num(row.errors), "n bad" if row.errors else "n"), cell(num(row.throttled), "n warn" if row.throttled else "n")]
-    cells += [cell(ms(pct[p]), "n", title=f"{p} {kind}") for p in LABELS]
+    for p in LABELS:
+        if p != "max" and not supported(float(p[1:]) / 100.0, row.count):
+            # 15 calls have no p99: the figure would only repeat the maximum and read as a measured tail
+            cells.append(cell("–", "n muted", title=f"{p}: {row.count} calls cannot resolve it (see max)"))
+        else:
+            cells.append(cell(ms(pct[p]), "n", title=f"{p} {kind}"))
     return f'<tr class="{css}" data-op="{esc(row.op)}" data-kind="{kind}">{"".join(cells)}</tr>'
 
 
@@ -95,6 +100,10 @@ def operations(fig: Figures) -> str:
     return "".join(out)
 
 
+def _csv_ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.6g}"
+
+
 def write_operations_csv(fig: Figures, path: Path) -> None:
     """The per-operation table for spreadsheets: both latencies, in milliseconds, unrounded."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -103,8 +112,7 @@ def write_operations_csv(fig: Figures, path: Path) -> None:
                    + [f"corrected_{p}_ms" for p in LABELS] + [f"response_{p}_ms" for p in LABELS])
         for r in fig.rows + [fig.total]:
             w.writerow([r.op, r.count, "" if r.rate is None else f"{r.rate:.6g}", r.errors, r.throttled]
-                       + ["" if r.corrected[p] is None else f"{r.corrected[p] * 1000:.6g}" for p in LABELS]
-                       + ["" if r.response[p] is None else f"{r.response[p] * 1000:.6g}" for p in LABELS])
+                       + [_csv_ms(r.corrected[p]) for p in LABELS] + [_csv_ms(r.response[p]) for p in LABELS])
 
 
 def criteria(verdicts: list[dict[str, Any]]) -> str:
@@ -173,8 +181,10 @@ def throttle_status(conf: dict[str, Any]) -> str:
     total = conf.get("findings_total")
     und = conf.get("undecided_total")
     by = conf.get("undecided_by_kind") or {}
+    refused = int(by.get("refused") or 0)
     und_text = (f" Undecided (not findings): {int(by.get('throttled', 0)):,} 429s and "
-                f"{int(by.get('accepted', 0)):,} accepted calls the bounds cannot judge."
+                f"{int(by.get('accepted', 0)):,} accepted calls the bounds cannot judge"
+                + (f", and {refused:,} size refusals of undeclared size." if refused else ".")
                 if isinstance(und, int) and und else "")
     if conf.get("tested") is False:
         reason = conf.get("not_tested_reason") or "no key came within 10% of a limit"
@@ -240,5 +250,105 @@ def findings(items: list[dict[str, Any]], total: int | None, t0: float, shown: i
               else "summary.json lists them all")
     tail = (f'<p class="muted">The first {shown_n:,} of {total:,} findings are shown; {listed}.</p>'
             if shown_n < total else "")
-    return table(("finding", "limit", "operation", "key", "when", "in window (bound)", "limit count", "why"), rows,
+    return table(("finding", "limit", "operation", "key", "when", "bound (calls, jobs or bytes)", "limit count", "why"),
+                 rows,
                  cls="findings", numeric_from=4) + tail
+
+
+VERDICT_CSS = {"conforms": "ok", "findings": "bad", "undecided": "warn", "not tested": "warn", "not driven": "muted",
+               "not judged": "muted"}
+
+
+def statuses_text(statuses: dict[str, Any] | None) -> str:
+    """'200 × 3, 429 × 1' (status 0 reads 'no answer')."""
+    if not statuses:
+        return "–"
+    return ", ".join(f"{'no answer' if str(s) == '0' else s} × {int(n):,}" for s, n in statuses.items())
+
+
+def documented_rows(rows: list[dict[str, Any]]) -> str:
+    """Every row of the documented table: driven or not, what was observed, the verdict and the rule applied."""
+    out = []
+    for r in rows:
+        verdict = str(r.get("verdict", "?"))
+        findings_n = int(r.get("findings") or 0)
+        shown = f"{verdict} ({findings_n:,})" if verdict == "findings" else verdict
+        driven = str(r.get("driven", "no"))
+        refused = r.get("refused")
+        judged = str(r.get("judged") or "")
+        short = str(r.get("basis") or "") if driven != "no" else ""  # which rule applied, where calls were judged
+        note = " · ".join(x for x in (str(r.get("note") or ""), short) if x and x != "–")
+        out.append(
+            f'<tr data-row="{esc(r.get("row", ""))}" data-verdict="{esc(verdict)}">{cell(r.get("row", "?"), "n")}'
+            f'{cell(r.get("name", "?"))}{cell(r.get("documented", ""))}{cell(r.get("limits_in_force", ""), "op")}'
+            f'{cell(driven, "" if driven == "yes" else "warn" if driven == "partly" else "muted")}'
+            f'{cell(num(r.get("calls") or 0), "n")}{cell(num(r.get("accepted") or 0), "n")}'
+            f'{cell(num(refused or 0), "n warn" if refused else "n", title="refused = " + str(r.get("refused_means", "")))}'
+            f'{cell(statuses_text(r.get("statuses")))}'
+            f'{cell(shown, VERDICT_CSS.get(verdict, ""), title=judged)}{cell(num(r.get("undecided") or 0), "n")}'
+            f'{cell(note)}</tr>')
+    if not out:
+        return '<p class="muted">Not judged: this summary.json predates the documented-rows table.</p>'
+    return table(("#", "documented row", "documented", "limit in force", "driven", "calls", "accepted (2xx)",
+                  "refused", "statuses", "verdict", "undecided", "judged on / note"), out, cls="documented",
+                 numeric_from=99)
+
+
+def concurrency(reports: list[dict[str, Any]]) -> str:
+    """One row per concurrency limit the run called: the job lengths judged with and what they allowed."""
+    rows = []
+    for r in reports:
+        low = r.get("job_min_s")
+        jobs = (f"{value(low)} to {value(r.get('job_max_s'))} s" if low != r.get("job_max_s")
+                else f"{value(low)} s") if low is not None else f"? to {value(r.get('job_max_s'))} s"
+        false_, missed = r.get("false_throttles"), r.get("missed_throttles")
+        und = f"{value(r.get('undecided_throttles') or 0)} / {value(r.get('undecided_accepted') or 0)}"
+        checked = r.get("checked", True)
+        documented = f"{value(r.get('count'))} per {value(r.get('key'))}"
+        rows.append(
+            f'<tr data-concurrency="{esc(r.get("limit", ""))}">{cell(r.get("limit", "?"), "op")}'
+            f'{cell(documented)}{cell(jobs, "n")}'
+            f'{cell(value(r.get("calls")), "n")}{cell(value(r.get("accepted")), "n")}'
+            f'{cell(value(r.get("throttled")), "n warn" if r.get("throttled") else "n")}'
+            f'{cell(value(r.get("justified_throttles")), "n")}'
+            f'{cell(value(false_), "n bad" if false_ else "n")}'
+            f'{cell(value(missed) if r.get("missed_judged", True) else "not judged", "n bad" if missed else "n")}'
+            f'{cell(und, "n warn" if und != "0 / 0" else "n")}'
+            f'{cell(r.get("job_basis", "") if checked else "not checked: " + str(r.get("reason", "")))}</tr>')
+    if not rows:
+        return ""
+    return ("<h3>Concurrency limits</h3>" + table(
+        ("limit", "documented", "job length judged", "calls", "accepted", "429s", "justified 429", "false 429",
+         "missed 429", "undecided 429 / accepted", "job length from"), rows, cls="concurrency", numeric_from=99)
+        + '<p class="legend-note">A job\'s running time is not visible through the API. A 429 is false only when '
+          "no earlier accepted call of its key could still be running under the longest job length; an accepted "
+          "call is missed only when an earlier one was certainly still running (started less than the shortest "
+          "job length before). Everything else is undecided, never a finding.</p>")
+
+
+def sizes(reports: list[dict[str, Any]]) -> str:
+    """One row per size cap the run called: statuses, error types, largest sizes, findings."""
+    rows = []
+    for r in reports:
+        found = int(r.get("findings") or 0)
+        kinds = ", ".join(f"{int(r.get(k) or 0):,} {k.replace('_', ' ')}"
+                          for k in ("answer_over_cap", "accepted_over_cap", "refused_under_cap") if r.get(k))
+        types = ", ".join(f"{t} × {n}" for t, n in (r.get("error_types") or {}).items()) or "–"
+        cap = f"{r.get('applies_to', '')} ≤ {num(r.get('cap_bytes'))} bytes"
+        rows.append(
+            f'<tr data-size="{esc(r.get("limit", ""))}">{cell(r.get("limit", "?"), "op")}'
+            f'{cell(cap)}'
+            f'{cell(value(r.get("calls")), "n")}{cell(statuses_text(r.get("statuses")))}{cell(types)}'
+            f'{cell(num(r.get("max_accepted_bytes")), "n")}{cell(num(r.get("max_refused_bytes")), "n")}'
+            f'{cell(value(r.get("refused_over_cap")), "n")}'
+            f'{cell(kinds or "0", "bad" if found else "")}'
+            f'{cell(value(r.get("undecided_refusals")), "n warn" if r.get("undecided_refusals") else "n")}</tr>')
+    if not rows:
+        return ""
+    return ("<h3>Size limits</h3>" + table(
+        ("limit", "cap", "calls", "statuses", "error types", "largest accepted (bytes)",
+         "largest refused (bytes)", "justified refusals", "findings", "undecided refusals"), rows, cls="sizes",
+        numeric_from=99)
+        + '<p class="legend-note">Answer caps: an accepted answer over the cap is a finding; a refusal (400/413) is '
+          "judged only when the scenario declared the answer's size (else undecided). Request caps: a refusal of a "
+          "body at or under the cap, or acceptance of a larger one, is a finding.</p>")

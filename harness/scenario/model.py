@@ -27,7 +27,7 @@ CREDENTIAL_ENV: dict[str, tuple[str, ...]] = {
 }
 
 #: The documented operation each operator action performs (the name samples and the
-#: ledger use). Only ``send_command`` and ``create_event`` carry a rate limit.
+#: ledger use): the operation names of ``harness/limits.py`` where the call is limited.
 ACTION_OPERATIONS: dict[str, str] = {
     "list_devices": "devices.get",
     "get_device": "device.get",
@@ -37,7 +37,46 @@ ACTION_OPERATIONS: dict[str, str] = {
     "send_command": "device.sendCommand",
     "send_command_tag": "devices.sendCommand",
     "create_event": "events.post",
+    # every other limited endpoint of REFERENCE.md section 8
+    "send_state": "device.sendState",
+    "set_connection_status": "device.setConnectionStatus",
+    "mqtt_publish": "application.mqttPublishMessage",
+    "press_virtual_button": "flow.pressVirtualButton",
+    "export_embedded_deployments": "embeddedDeployments.export",
+    "export_notebook_data": "notebook.requestInputDataExport",
+    "export_device_data": "device.export",
+    "export_data_table": "dataTableRows.export",
+    "archive_data": "application.archiveData",
+    "backfill_archive_data": "application.backfillArchiveData",
+    "export_application": "application.export",
+    "archive_data_tables": "application.fullDataTablesArchive",
+    "archive_events": "application.fullEventsArchive",
+    "import_application": "application.import",
+    "clone_application": "application.clone",
+    "import_applications": "applications.import",
+    "send_dashboard_report": "dashboard.sendReport",
+    "export_data": "data.export",
+    "export_devices": "devices.export",
+    "count_payloads": "devices.payloadCounts",
+    "export_events": "events.export",
+    "generate_instance_report": "instance.generateReport",
+    "get_data_table_rows": "dataTableRows.get",
+    "query_data_table_rows": "dataTableRows.query",
+    "upload_file": "files.post",
 }
+
+#: The platform object each action needs named (``operators.objects``): a live tenant must
+#: name real ones; the emulator accepts any 24-hex id, so defaults are derived from the run tag.
+ACTION_OBJECTS: dict[str, tuple[str, ...]] = {
+    "press_virtual_button": ("flow", "button"),
+    "export_notebook_data": ("notebook",),
+    "export_data_table": ("data_table",),
+    "get_data_table_rows": ("data_table",),
+    "query_data_table_rows": ("data_table",),
+    "send_dashboard_report": ("dashboard", "email"),
+    "generate_instance_report": ("instance",),
+}
+OBJECT_FIELDS = ("flow", "button", "dashboard", "data_table", "notebook", "instance", "owner", "email")
 
 #: Operations the device users perform (state, command polls, connection status, sign-in).
 DEVICE_OPERATIONS = ("device.sendState", "device.getCommand", "device.setConnectionStatus", "auth.device")
@@ -65,13 +104,30 @@ def format_duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """Where the load goes. Credentials are never fields: see ``credential_env``."""
+    """Where the load goes. Credentials are never fields: see ``credential_env``.
+
+    ``job_min``/``job_max``: how long the target's jobs (exports, archives, clones, ...)
+    run, when the scenario states it (``job_seconds``): respect mode starts no second job
+    of a key before ``job_max`` has passed; the judge calls a second job accepted within
+    ``job_min`` a missed throttle. None: the emulator's is its limits table's
+    ``job_seconds``; a live tenant's is unknown.
+    """
 
     kind: TargetKind = "emulator"
     url: str | None = None
     application_id: str | None = None
     auth: TargetAuth = "user"
     limits: str | None = None  # emulator only; resolved against the scenario file's folder
+    job_min: float | None = None
+    job_max: float | None = None
+
+    def job_seconds_dict(self) -> Any:
+        """``job_seconds`` as the file states it (a number, or {min, max})."""
+        if self.job_min is None or self.job_max is None:
+            return None
+        if self.job_min == self.job_max:
+            return self.job_min
+        return {"min": self.job_min, "max": self.job_max}
 
     def credential_env(self) -> tuple[str, ...]:
         """Environment variables the harness needs for this target (none for the emulator)."""
@@ -248,6 +304,8 @@ class OperatorAction:
     limit: int | None = None
     name: str | None = None
     level: str | None = None
+    topic: str | None = None  # mqtt_publish
+    size: int | None = None  # upload_file: request body bytes
 
     @property
     def operation(self) -> str:
@@ -258,7 +316,7 @@ class OperatorAction:
         out: dict[str, Any] = {"weight": self.weight}
         if self.tags:
             out["tags"] = dict(self.tags)
-        for key in ("name_filter", "aggregation", "limit", "name", "level"):
+        for key in ("name_filter", "aggregation", "limit", "name", "level", "topic", "size"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         for key in ("window", "resolution"):
@@ -268,17 +326,45 @@ class OperatorAction:
 
 
 @dataclass(frozen=True)
+class PlatformObjects:
+    """Ids of the objects the limited endpoints act on (``operators.objects``).
+
+    ``button`` is a virtual button's ``key`` in ``flow``; ``owner`` labels the per-owner
+    slot of clone and applications import in the samples (the harness cannot read it
+    through the API it drives); ``email`` is where exports and reports are sent (none:
+    the bodies name no address).
+    """
+
+    flow: str | None = None
+    button: str | None = None
+    dashboard: str | None = None
+    data_table: str | None = None
+    notebook: str | None = None
+    instance: str | None = None
+    owner: str | None = None
+    email: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in OBJECT_FIELDS if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
 class OperatorsSpec:
     count: int = 0
     auth: Literal["user", "token"] = "user"
     think_min: float = 1.0
     think_max: float = 3.0
     actions: tuple[OperatorAction, ...] = ()
+    objects: PlatformObjects = field(default_factory=PlatformObjects)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "auth": self.auth,
-                "think_time": {"min": format_duration(self.think_min), "max": format_duration(self.think_max)},
-                "actions": {a.action: a.to_dict() for a in self.actions}}
+        out = {"count": self.count, "auth": self.auth,
+               "think_time": {"min": format_duration(self.think_min), "max": format_duration(self.think_max)},
+               "actions": {a.action: a.to_dict() for a in self.actions}}
+        objects = self.objects.to_dict()
+        if objects:
+            out["objects"] = objects
+        return out
 
 
 @dataclass(frozen=True)
@@ -349,6 +435,8 @@ class Scenario:
                 target["application_id"] = self.target.application_id
         elif self.target.limits:
             target["limits"] = self.target.limits
+        if self.target.job_seconds_dict() is not None:
+            target["job_seconds"] = self.target.job_seconds_dict()
         out: dict[str, Any] = {
             "name": self.name, "description": self.description, "target": target,
             "duration": format_duration(self.duration), "ramp_up": self.ramp_up, "run_tag": self.run_tag,

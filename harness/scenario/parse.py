@@ -19,8 +19,8 @@ from harness.scenario.checks import (
     ATTRIBUTES_MAX, DURATION_HINT, ScenarioError, Checker, join_path, parse_duration,
 )
 from harness.scenario.model import (
-    HARNESS_OPERATIONS, AttributeSpec, DeviceClass, FleetSpec, IntegritySpec, OperatorAction, OperatorsSpec, PacingSpec,
-    Scenario, Target,
+    ACTION_OBJECTS, ACTION_OPERATIONS, HARNESS_OPERATIONS, OBJECT_FIELDS, AttributeSpec, DeviceClass, FleetSpec,
+    IntegritySpec, OperatorAction, OperatorsSpec, PacingSpec, PlatformObjects, Scenario, Target,
 )
 
 __all__ = ["ScenarioError", "check_overrides", "load_scenario", "parse_duration", "parse_scenario"]
@@ -33,7 +33,7 @@ URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 
 TOP = ("name", "description", "target", "duration", "ramp_up", "run_tag", "seed", "fleet", "operators",
        "pacing", "integrity", "criteria")
-TARGET = ("kind", "url", "application_id", "auth", "limits")
+TARGET = ("kind", "url", "application_id", "auth", "limits", "job_seconds")
 FLEET = ("mode", "connections", "classes")
 CLASS = ("name", "count", "kind", "peripherals", "tags", "attributes", "report_interval", "jitter",
          "batch_size", "command_poll_interval", "connection_status")
@@ -43,7 +43,7 @@ GENERATOR_KEYS = {
     "boolean": ("type", "p_true"),
     "string": ("type", "values"),
 }
-OPERATORS = ("count", "auth", "think_time", "actions")
+OPERATORS = ("count", "auth", "think_time", "actions", "objects")
 AGGREGATIONS = ("FIRST", "LAST", "COUNT", "MAX", "MIN", "MEDIAN", "MEAN", "SUM", "STD_DEV", "NONE")
 EVENT_LEVELS = ("info", "warning", "error", "critical")
 #: Options of each operator action (besides ``weight``), with their defaults.
@@ -56,7 +56,39 @@ ACTION_OPTIONS: dict[str, dict[str, Any]] = {
     "send_command": {"name": "ping"},
     "send_command_tag": {"name": "sync", "tags": {}},
     "create_event": {"level": "info"},
+    "send_state": {},
+    "set_connection_status": {},
+    "mqtt_publish": {"topic": "losant-load"},
+    "press_virtual_button": {},
+    "export_embedded_deployments": {},
+    "export_notebook_data": {},
+    "export_device_data": {},
+    "export_data_table": {},
+    "archive_data": {},
+    "backfill_archive_data": {},
+    "export_application": {},
+    "archive_data_tables": {},
+    "archive_events": {},
+    "import_application": {},
+    "clone_application": {},
+    "import_applications": {},
+    "send_dashboard_report": {},
+    "export_data": {},
+    "export_devices": {},
+    "count_payloads": {},
+    "export_events": {},
+    "generate_instance_report": {},
+    "get_data_table_rows": {"limit": 100},
+    "query_data_table_rows": {"limit": 100},
+    "upload_file": {"size": 1024},
 }
+assert set(ACTION_OPTIONS) == set(ACTION_OPERATIONS)
+HEX24_RE = re.compile(r"^[0-9a-f]{24}$")
+MQTT_TOPIC_RE = re.compile(r"^.{1,230}$", re.S)
+#: Actions whose probe needs more than the action itself (checked with pacing.probe.limits).
+DEVICE_DRIVEN = ("device.sendState",)
+#: The smallest upload_file body: the filePost JSON itself, before padding.
+UPLOAD_MIN = 64
 PACING = ("throttle", "margin", "probe")
 PROBE = ("limits", "factor")
 
@@ -93,8 +125,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     run_tag = c.string("run_tag", top.get("run_tag"), name, NAME_RE, name_hint)
     seed = c.number("seed", top.get("seed"), 0, lo=0, integer=True)
     fleet = _fleet(c, top.get("fleet"))
-    operators = _operators(c, top.get("operators"))
-    pacing = _pacing(c, top.get("pacing"), target)
+    operators = _operators(c, top.get("operators"), target)
+    pacing = _pacing(c, top.get("pacing"), target, operators, fleet)
     integrity = _integrity(c, top.get("integrity"))
     scenario = Scenario(name=name, description=description, target=target, duration=duration, ramp_up=ramp_up,
                         run_tag=run_tag, seed=seed, fleet=fleet, operators=operators, pacing=pacing,
@@ -139,7 +171,8 @@ def _target(c: Checker, value: Any, source: str) -> Target:
                 c.add("target.limits", f"{limits!r}: no such file {str(resolved)!r}; expected a limits YAML "
                                        "file, relative to the scenario file")
             limits = str(resolved.resolve())
-        return Target(kind="emulator", limits=limits)
+        job_min, job_max = _job_seconds(c, d.get("job_seconds"))
+        return Target(kind="emulator", limits=limits, job_min=job_min, job_max=job_max)
     if d.get("limits") is not None:
         c.add("target.limits", "is only allowed with kind: emulator (a live tenant enforces its own limits)")
     url = c.string("target.url", d.get("url"), None, URL_RE, "an http(s) URL like https://api.losant.com") \
@@ -147,7 +180,29 @@ def _target(c: Checker, value: Any, source: str) -> Target:
     app = c.string("target.application_id", d.get("application_id"), None, APP_ID_RE,
                    "24 lower-case hex digits (or leave it out: the harness creates/reuses an application by run tag)")
     auth = c.choice("target.auth", d.get("auth"), ("user", "token", "key"), "user")
-    return Target(kind="live", url=url.rstrip("/") if url else url, application_id=app, auth=auth)
+    job_min, job_max = _job_seconds(c, d.get("job_seconds"))
+    return Target(kind="live", url=url.rstrip("/") if url else url, application_id=app, auth=auth,
+                  job_min=job_min, job_max=job_max)
+
+
+def _job_seconds(c: Checker, value: Any) -> tuple[float | None, float | None]:
+    """``job_seconds: 2`` (every job runs that long) or ``{min: 1, max: 600}`` (bounds)."""
+    if value is None:
+        return None, None
+    expected = "a duration like 2s, or {min: 1s, max: 10m} (how long the target's export/archive jobs run)"
+    if isinstance(value, dict):
+        d = c.mapping("target.job_seconds", value, ("min", "max"))
+        if "min" not in d or "max" not in d:
+            c.bad("target.job_seconds", value, expected)
+            return None, None
+        lo = c.duration("target.job_seconds.min", d.get("min"), None)
+        hi = c.duration("target.job_seconds.max", d.get("max"), None)
+        if lo is not None and hi is not None and hi < lo:
+            c.bad("target.job_seconds.max", d.get("max"), f"a duration >= min ({lo:g}s)")
+            return None, None
+        return lo, hi
+    seconds = c.duration("target.job_seconds", value, None)
+    return seconds, seconds
 
 
 def _fleet(c: Checker, value: Any) -> FleetSpec:
@@ -258,7 +313,7 @@ def _generator(c: Checker, path: str, name: str, value: Any) -> AttributeSpec:
     return AttributeSpec(name, "string", values=tuple(values))
 
 
-def _operators(c: Checker, value: Any) -> OperatorsSpec:
+def _operators(c: Checker, value: Any, target: Target) -> OperatorsSpec:
     d = c.mapping("operators", value, OPERATORS)
     count = c.number("operators.count", d.get("count"), 0, lo=0, integer=True)
     auth = c.choice("operators.auth", d.get("auth"), ("user", "token"), "user")
@@ -292,7 +347,49 @@ def _operators(c: Checker, value: Any) -> OperatorsSpec:
     elif count > 0 and raw is None:
         c.add("operators.actions", "is required when count > 0; expected a mapping of action to weight, "
                                    "from " + ", ".join(ACTION_OPTIONS))
-    return OperatorsSpec(count=count, auth=auth, think_min=t_min, think_max=t_max, actions=tuple(actions))
+    objects = _objects(c, d.get("objects"))
+    if target.kind == "live":
+        for a in actions:
+            for name in ACTION_OBJECTS.get(a.action, ()):
+                if getattr(objects, name) is None:
+                    c.add(f"operators.objects.{name}", f"is required on a live target by operators.actions.{a.action}; "
+                                                       f"expected {_OBJECT_HINTS[name]}")
+    if auth == "token":
+        for a in actions:
+            if a.action in USER_TOKEN_ACTIONS:
+                c.add(f"operators.actions.{a.action}", "needs a user token (its scopes exclude application tokens); "
+                                                      "expected operators.auth: user")
+    return OperatorsSpec(count=count, auth=auth, think_min=t_min, think_max=t_max, actions=tuple(actions),
+                         objects=objects)
+
+
+_OBJECT_HINTS = {
+    "flow": "the 24-hex id of a workflow with a virtual button",
+    "button": "the virtual button's key in that flow (like <flowId>-<nodeId>)",
+    "dashboard": "a dashboard's 24-hex id", "data_table": "a data table's 24-hex id",
+    "notebook": "a notebook's 24-hex id", "instance": "an instance's 24-hex id",
+    "owner": "any label of the application's owner (organization or user id)",
+    "email": "an email address exports and reports are sent to",
+}
+#: Endpoints outside ``/applications/{id}`` whose scopes admit only user tokens.
+USER_TOKEN_ACTIONS = ("send_dashboard_report", "generate_instance_report", "import_applications")
+
+
+def _objects(c: Checker, value: Any) -> PlatformObjects:
+    d = c.mapping("operators.objects", value, OBJECT_FIELDS)
+    fields: dict[str, Any] = {}
+    for name in OBJECT_FIELDS:
+        raw = d.get(name)
+        if raw is None:
+            continue
+        where = f"operators.objects.{name}"
+        if name in ("button", "owner"):
+            fields[name] = c.string(where, raw, None, re.compile(r"^\S.{0,254}$"), _OBJECT_HINTS[name])
+        elif name == "email":
+            fields[name] = c.string(where, raw, None, re.compile(r"^[^@\s]+@[^@\s]+$"), _OBJECT_HINTS[name])
+        else:
+            fields[name] = c.string(where, raw, None, HEX24_RE, _OBJECT_HINTS[name].replace("24-hex", "24 lower-case hex digit"))
+    return PlatformObjects(**fields)
 
 
 def _action(c: Checker, path: str, name: str, spec: Any) -> OperatorAction:
@@ -313,42 +410,82 @@ def _action(c: Checker, path: str, name: str, spec: Any) -> OperatorAction:
         "limit": lambda p, v, dflt: c.number(p, v, dflt, lo=1, integer=True),
         "name": lambda p, v, dflt: c.string(p, v, dflt, re.compile(r"^.{1,255}$"), "a command name of 1-255 characters"),
         "level": lambda p, v, dflt: c.choice(p, v, EVENT_LEVELS, dflt),
+        "topic": lambda p, v, dflt: c.string(p, v, dflt, MQTT_TOPIC_RE, "an MQTT topic of 1-230 characters"),
+        "size": lambda p, v, dflt: c.number(p, v, dflt, lo=UPLOAD_MIN, integer=True),
     }
     for key, default in options.items():
         fields[key] = checks[key](f"{path}.{key}", spec.get(key), default)
+    if name in ("get_data_table_rows", "query_data_table_rows") and fields["limit"] > 10000:
+        c.bad(f"{path}.limit", spec.get("limit"), "a whole number of rows from 1 to 10000")
     if name == "time_series" and fields["resolution"] > fields["window"]:
         c.bad(f"{path}.resolution", spec.get("resolution"), "a duration no longer than window")
     return OperatorAction(action=name, weight=weight, **fields)
 
 
-def _pacing(c: Checker, value: Any, target: Target) -> PacingSpec:
+def _pacing(c: Checker, value: Any, target: Target, operators: OperatorsSpec, fleet: FleetSpec) -> PacingSpec:
     d = c.mapping("pacing", value, PACING)
     throttle = c.choice("pacing.throttle", d.get("throttle"), ("respect", "probe", "off"), "respect")
     margin = c.number("pacing.margin", d.get("margin"), 0.0, lo=0, hi=0.5)
+    table = _limits_table(c, target)
     if throttle != "probe":
         if d.get("probe") is not None:
             c.add("pacing.probe", "is only allowed with throttle: probe")
+        _check_sizes(c, operators, table, throttle)
         return PacingSpec(throttle=throttle, margin=margin)
     if d.get("probe") is None:
         c.add("pacing.probe", "is required with throttle: probe; expected {limits: [device.sendState], factor: 1.5}")
         return PacingSpec(throttle=throttle, margin=margin)
     p = c.mapping("pacing.probe", d.get("probe"), PROBE)
     factor = c.number("pacing.probe.factor", p.get("factor"), 1.5, lo=1, lo_open=True)
-    known = _rate_limit_names(c, target)
+    known: dict[str, Any] = {}
+    if table is not None:
+        for lim in table.limits:
+            known[lim.name] = lim
+            for op in lim.operations:
+                known.setdefault(op, lim)
     raw = p.get("limits")
     if not isinstance(raw, list) or not raw:
-        c.bad("pacing.probe.limits", raw, "a non-empty list of rate limit names, like [device.sendState]")
+        c.bad("pacing.probe.limits", raw, "a non-empty list of limit names, like [device.sendState]")
         raw = []
     names: list[str] = []
+    driven = _driven_operations(operators, fleet)
     for i, item in enumerate(raw):
+        where = f"pacing.probe.limits[{i}]"
         if known and item not in known:
             close = difflib.get_close_matches(str(item), sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            c.add(f"pacing.probe.limits[{i}]", f"{item!r} is not a rate limit{hint}; expected one of " +
-                  ", ".join(sorted(known)))
-        else:
-            names.append(str(item))
+            c.add(where, f"{item!r} is not a limit{hint}; expected one of " + ", ".join(sorted(known)))
+            continue
+        names.append(str(item))
+        lim = known.get(item)
+        if lim is not None and not set(lim.operations) & driven:
+            actions = [a for a, op in ACTION_OPERATIONS.items() if op in lim.operations]
+            c.add(where, f"{item!r}: nothing in this scenario calls it; expected operators.actions to include "
+                         + (" or ".join(actions) if actions else "an action calling it") + " (with operators.count >= 1)")
+        if lim is not None and "data.timeSeriesQuery" in lim.operations and not any(
+                a.type == "string" for cls in fleet.classes for a in cls.attributes):
+            c.add(where, f"{item!r}: the time-series size probe fills a device with long string states; "
+                         "expected a fleet class declaring a string attribute (like blob: {type: string, values: [x]})")
     return PacingSpec(throttle=throttle, margin=margin, probe_limits=tuple(names), probe_factor=factor)
+
+
+def _driven_operations(operators: OperatorsSpec, fleet: FleetSpec) -> set[str]:
+    out = set(DEVICE_DRIVEN) if fleet.classes else set()
+    if operators.count > 0:
+        out |= {a.operation for a in operators.actions}
+    return out
+
+
+def _check_sizes(c: Checker, operators: OperatorsSpec, table: Any, throttle: str) -> None:
+    """Outside probe mode an upload stays within the cap in force (over it only a probe goes)."""
+    if table is None:
+        return
+    caps = [lim.count for lim in table.for_operation("files.post") if lim.kind == "size"]
+    for a in operators.actions:
+        if a.action == "upload_file" and caps and a.size is not None and a.size > min(caps):
+            c.bad("operators.actions.upload_file.size", a.size,
+                  f"at most the files.post cap of {min(caps)} bytes with throttle: {throttle} "
+                  "(only a probe sends a body over it)")
 
 
 def _integrity(c: Checker, value: Any) -> IntegritySpec:
@@ -365,16 +502,15 @@ def _integrity(c: Checker, value: Any) -> IntegritySpec:
     return IntegritySpec()
 
 
-def _rate_limit_names(c: Checker, target: Target) -> set[str]:
-    """Limit names, and operations covered by a rate limit, of the table the run will use."""
+def _limits_table(c: Checker, target: Target) -> Any:
+    """The limits table the run will use (None when its file is broken: the problem is listed)."""
     from harness.limits import LimitsTable, load_limits
 
     try:
-        table = load_limits(target.limits) if target.limits and Path(target.limits).is_file() else LimitsTable()
+        return load_limits(target.limits) if target.limits and Path(target.limits).is_file() else LimitsTable()
     except ConfigError as exc:
         c.add("target.limits", str(exc))
-        return set()
-    return {n for lim in table.rate_limits() for n in (lim.name, *lim.operations)}
+        return None
 
 
 def check_overrides(scenario: Scenario, *, duration: Any, users: Any, target_url: Any, throttle: Any) -> None:

@@ -40,6 +40,13 @@ per (W + latency): 99.9 % of the documented rate at millisecond latencies. A ref
 timeout) that the target still decides later is charged only until we gave up; the
 client's timeout (30 s) is far longer than any pause this guards against.
 
+**Concurrency limits** ("one running job per key") are paced by the same rule with
+W = the job length J and C = the count: job i runs during [σ_i, σ_i + J] with σ_i <= e_i,
+so a job still running at a new call's decision σ >= t has e_i >= σ_i > t - J and was
+counted when the call was admitted: at most C - 1 others run beside it. J is the
+table's ``job_seconds`` (the emulator's), or the longest the scenario says the target's
+jobs run (``RunContext`` passes it in).
+
 **Probe mode** plans the probed limits on *planned* times instead (``reserve``):
 evenly spaced at ``factor`` × the documented rate, so the (count+1)-th call lands
 inside the window of the first and is the first one over; every other limit is
@@ -50,7 +57,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Collection, Literal, Mapping, Union
 
 from harness.limits import Limit, LimitsTable
@@ -76,6 +83,16 @@ class Rule:
     allowed: int
     span: float
     probing: bool = False
+
+
+def paced_limit(limit: Limit, job_seconds: float) -> Limit | None:
+    """The limit as the pacing rule sees it: a rate limit as it is, a concurrency limit as
+    ``count`` calls per job length (see the module docstring), a size cap not at all."""
+    if limit.kind == "rate" and limit.window:
+        return limit
+    if limit.kind == "concurrency" and job_seconds > 0:
+        return replace(limit, window=job_seconds)
+    return None
 
 
 def plan_rule(limit: Limit, mode: Mode, margin: float, probe: bool, factor: float) -> Rule:
@@ -194,13 +211,14 @@ class Ledger:
 
     # -- rules ---------------------------------------------------------------------------------
     def rules(self, operation: str) -> tuple[Rule, ...]:
-        """The pacing rules for ``operation`` (rate limits only; concurrency and size caps
-        are not a matter of timing). None in ``off`` mode."""
+        """The pacing rules for ``operation`` (rate and concurrency limits; size caps are
+        not a matter of timing). None in ``off`` mode."""
         cached = self._rules.get(operation)
         if cached is None:
+            paced = [(lim, paced_limit(lim, self.table.job_seconds)) for lim in self.table.for_operation(operation)]
             cached = () if self.mode == "off" else tuple(
-                plan_rule(lim, self.mode, self.margin, self._probed(lim), self.probe_factor)
-                for lim in self.table.for_operation(operation) if lim.kind == "rate" and lim.window
+                plan_rule(as_rate, self.mode, self.margin, self._probed(lim), self.probe_factor)
+                for lim, as_rate in paced if as_rate is not None
             )
             self._rules[operation] = cached
             self._planned_rules[operation] = tuple(r for r in cached if r.probing)
@@ -222,7 +240,7 @@ class Ledger:
     def _planned_for(self, operation: str, keys: Mapping[str, str]) -> list[tuple[Rule, _Planned]]:
         if operation not in self._rules:
             self.rules(operation)
-        out = []
+        out: list[tuple[Rule, _Planned]] = []
         for rule in self._planned_rules[operation]:
             key = (rule.limit, self._value(operation, rule, keys))
             entry = self._entries.get(key)
@@ -235,7 +253,7 @@ class Ledger:
                       throttled: bool = False) -> list[tuple[Rule, _Admitted]]:
         if operation not in self._rules:
             self.rules(operation)
-        out = []
+        out: list[tuple[Rule, _Admitted]] = []
         entries = self._entries
         for rule in self._admitted_rules[operation]:
             key = (rule.limit, self._value(operation, rule, keys))

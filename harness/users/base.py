@@ -45,10 +45,12 @@ class LosantUser(FastHttpUser):
         # The Losant API authenticates by bearer token and sets no cookies; without a jar
         # geventhttpclient skips building and parsing cookie headers, about 8% of its own
         # time per request (bench/generator.py).
-        self.client.cookiejar = None
+        self.client.cookiejar = None  # type: ignore[assignment]
         self.client.client.cookiejar = None
         self._ctx: RunContext | None = None
         self._headers: dict[str | None, dict[str, str]] = {}
+        #: While set (the harness's own tear-down calls), samples go here instead of the run's recorder.
+        self.own_recorder: Any = None
 
     @property
     def ctx(self) -> RunContext:
@@ -73,12 +75,14 @@ class LosantUser(FastHttpUser):
 
     def call(self, op: str, method: str, path: str, token: str | None, key: str,
              planned: float | None = None, body: Any = None, parse: bool = True,
-             latest: float = math.inf) -> tuple[int, Any]:
+             latest: float = math.inf, nbytes: int | None = None) -> tuple[int, Any]:
         """Send one request, record its sample, and return (status, parsed JSON or None).
 
         ``planned`` is the send time the schedule asked for; without it the request
         is closed-loop (an operator acting after think time) and planned = sent.
-        ``parse=False`` skips decoding an answer nobody reads (a state send's).
+        ``parse=False`` skips decoding an answer nobody reads (a state send's). ``body`` as
+        ``bytes`` is sent as it is (a size probe's padded JSON). ``nbytes`` replaces the
+        answer size in the sample (files.post records its request body, the size its cap limits).
 
         Pacing (respect mode, and the limits a probe leaves alone): the ledger admits the
         call at its actual send time, in the same greenlet step as the send, and charges
@@ -89,7 +93,7 @@ class LosantUser(FastHttpUser):
         the plan (the sample's planned time moves to it); a stall of the generator or the
         target is not (lateness and the corrected latency show it).
         """
-        data = orjson.dumps(body) if body is not None else None
+        data = (body if body.__class__ is bytes else orjson.dumps(body)) if body is not None else None
         headers = self._headers.get(token) or self.headers_for(token)
         ctx = self._ctx or self.ctx
         ticket: Any = NO_TICKET
@@ -112,19 +116,20 @@ class LosantUser(FastHttpUser):
         sent = time.time()
         t0 = perf_counter()
         try:
-            resp = self.client.request(method, path, name=op, data=data, headers=headers)
+            resp = self.client.request(method, path, name=op, data=data, headers=headers)  # type: ignore[arg-type]
         finally:
             if ticket:  # the call counts against its limits until its answer (or error) is in
                 ctx.done(ticket, time.time())
         latency = perf_counter() - t0
         status = resp.status_code or 0
         content = resp.content if status else b""
-        rec = ctx.recorder
+        rec = self.own_recorder or ctx.recorder
         error = 0 if 200 <= status < 400 else classify(status, getattr(resp, "error", None))
         rec.record(rec.op_code(op), rec.key_code(key), sent if planned is None else planned, sent, latency, status,
-                   len(content) if content else 0, error)
+                   (len(content) if content else 0) if nbytes is None else nbytes, error)
         if status == 429:
             retry = resp.headers.get("retry-after") if resp.headers else None
+            retry = retry if isinstance(retry, str) else None
             ctx.throttled(op, key, time.time(), _seconds(retry))
         if not (parse and content):
             return status, None

@@ -66,10 +66,16 @@ class ReportingUser(LosantUser):
     def on_stop(self) -> None:
         if getattr(self, "units", None) is None:
             return
+        ctx = self.ctx
         try:
-            self.announce("disconnected")
+            if not ctx.hurried:
+                # the harness's tear-down, not the scenario's load: counted apart, never judged (a call
+                # cut short by the stop is no error of the target's)
+                self.own_recorder = ctx.own_calls.recorder("stop")
+                self.announce("disconnected")
         finally:
-            self.ctx.release(self.units)
+            self.own_recorder = None
+            ctx.release(self.units)
 
     def claim(self) -> None:
         ctx = self.ctx

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from harness.emulator.app import Emulator, create_app
 from harness.emulator.config import DEFAULT_EMAIL, DEFAULT_PASSWORD, EmulatorConfig
+from harness.emulator.responses import answer_problems
 
 T0 = 1_790_000_000.0  # a fixed "now" in seconds (2026-09-21)
 
@@ -25,21 +26,43 @@ class FakeClock:
         self.t += seconds
 
 
+def schema_problems(app: Emulator, response: httpx.Response) -> list[str]:
+    """Why an answer of ``app`` does not meet the official schema of its endpoint and status."""
+    request = response.request
+    try:
+        body = response.json()
+    except ValueError:
+        return [f"{request.method} {request.url.path}: answer is not JSON"]
+    return answer_problems(app.router, request.method, request.url.path, request.url.query, response.status_code, body)
+
+
 class Api:
-    """Synchronous façade over ``httpx.AsyncClient(ASGITransport(app))`` with one event loop."""
+    """Synchronous façade over ``httpx.AsyncClient(ASGITransport(app))`` with one event loop.
+
+    Every answer is checked against the official schema of its endpoint and status
+    (``harness/emulator/responses.py``); set ``check_schemas = False`` for a test that
+    must see a malformed answer.
+    """
 
     def __init__(self, app: Emulator) -> None:
         self.app = app
         self.loop = asyncio.new_event_loop()
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://emulator")
         self.token: str | None = None
+        self.check_schemas = True
+
+    def _checked(self, response: httpx.Response) -> httpx.Response:
+        if self.check_schemas:
+            found = schema_problems(self.app, response)
+            assert not found, "answer not valid against the official schema:\n" + "\n".join(found[:10])
+        return response
 
     def request(self, method: str, path: str, token: str | None = "default", **kw: Any) -> httpx.Response:
         headers = dict(kw.pop("headers", {}) or {})
         tok = self.token if token == "default" else token
         if tok:
             headers["Authorization"] = f"Bearer {tok}"
-        return self.loop.run_until_complete(self.client.request(method, path, headers=headers, **kw))
+        return self._checked(self.loop.run_until_complete(self.client.request(method, path, headers=headers, **kw)))
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return self.request("GET", path, **kw)
@@ -59,7 +82,7 @@ class Api:
             async def one(method: str, path: str, kw: dict[str, Any]) -> httpx.Response:
                 return await self.client.request(method, path, **kw)
             return list(await asyncio.gather(*(one(m, p, k) for m, p, k in calls)))
-        return self.loop.run_until_complete(run())
+        return [self._checked(r) for r in self.loop.run_until_complete(run())]
 
     def close(self) -> None:
         self.loop.run_until_complete(self.client.aclose())

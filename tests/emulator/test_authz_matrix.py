@@ -215,3 +215,120 @@ def test_tokens_are_random_hashed_and_expire(clock: FakeClock) -> None:
         assert r.status_code == 401 and r.json()["type"] == "Unauthorized"
     finally:
         api.close()
+
+
+# ---- gateways and peripherals whose keys and tags change (REFERENCE 4.3, docs/LIMITS.md) ----------
+#: device-scoped operations a device token may call (families W+D and R+D, with a {deviceId})
+DEVICE_OPS = sorted(op for op in OPS if family(op).endswith("+D") and "{deviceId}" in ROUTES[op].pattern)
+#: collection operations a device token may call; they act on the devices its key allows
+COLLECTION_OPS = sorted(op for op in OPS if family(op).endswith("+D") and "{deviceId}" not in ROUTES[op].pattern)
+SITE = {"key": "site", "value": "s1"}
+#: change -> what it does to the world (applied through the API, as a user would)
+GATEWAY_CHANGES = ("none", "gateway_tag_removed", "gateway_tag_restored", "peripheral_tag_removed",
+                   "peripheral_gateway_changed", "peripheral_moved_to_caller", "gateway_class_changed",
+                   "key_inactive", "key_deleted", "gateway_deleted")
+
+
+def gateway_world(api: Api) -> dict[str, Any]:
+    """A gateway holding a key restricted by tag, its peripherals, and a second gateway."""
+    a = api.application("gw")
+    w: dict[str, Any] = {"a": a}
+    w["gw"] = api.device(a, "gw", deviceClass="gateway", tags=[SITE])
+    w["gw2"] = api.device(a, "gw2", deviceClass="gateway", tags=[SITE])
+    w["p_mine"] = api.device(a, "p-mine", deviceClass="peripheral", gatewayId=w["gw"], tags=[SITE])
+    w["p_any"] = api.device(a, "p-any", deviceClass="peripheral", tags=[SITE])
+    w["p_other"] = api.device(a, "p-other", deviceClass="peripheral", gatewayId=w["gw2"], tags=[SITE])
+    w["plain"] = api.device(a, "plain", tags=[SITE])
+    w["key"] = api.key(a, deviceTags=[SITE])
+    w["token"] = api.device_token(w["gw"], w["key"])
+    return w
+
+
+def apply_change(api: Api, w: dict[str, Any], change: str) -> None:
+    a, devices = w["a"], f"/applications/{w['a']}/devices"
+    edits: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+        "gateway_tag_removed": ("PATCH", f"{devices}/{w['gw']}", {"tags": []}),
+        "peripheral_tag_removed": ("PATCH", f"{devices}/{w['p_mine']}", {"tags": []}),
+        "peripheral_gateway_changed": ("PATCH", f"{devices}/{w['p_mine']}", {"gatewayId": w["gw2"]}),
+        "peripheral_moved_to_caller": ("PATCH", f"{devices}/{w['p_other']}", {"gatewayId": w["gw"]}),
+        "gateway_class_changed": ("PATCH", f"{devices}/{w['gw']}", {"deviceClass": "standalone"}),
+        "key_inactive": ("PATCH", f"/applications/{a}/keys/{w['key']['id']}", {"status": "inactive"}),
+        "key_deleted": ("DELETE", f"/applications/{a}/keys/{w['key']['id']}", None),
+        "gateway_deleted": ("DELETE", f"{devices}/{w['gw']}", None),
+    }
+    if change == "gateway_tag_restored":  # lost, then regained: the key is live both ways
+        apply_change(api, w, "gateway_tag_removed")
+        edits[change] = ("PATCH", f"{devices}/{w['gw']}", {"tags": [SITE]})
+    if change in edits:
+        method, path, body = edits[change]
+        r = api.request(method, path, json=body)
+        assert r.status_code == 200, (change, r.text)
+
+
+def gateway_expected(change: str, op: str, target: str | None) -> Any:
+    """The documented rule, restated: the caller must hold its key (live); then send state reaches
+    itself and its peripherals (class peripheral, gatewayId empty or the caller; the peripheral's own
+    tags do not matter: it never authenticates [I]); everything else reaches what the key allows."""
+    if change in ("key_inactive", "key_deleted", "gateway_deleted"):
+        return 401
+    if change == "gateway_tag_removed":
+        return 403
+    if target is None or target == "gw":
+        return "ok"
+    if op == "device.sendState":
+        gateway_of = {"p_mine": "gw", "p_any": None, "p_other": "gw2", "plain": None, "gw2": None}
+        if change == "peripheral_gateway_changed":
+            gateway_of["p_mine"] = "gw2"
+        if change == "peripheral_moved_to_caller":
+            gateway_of["p_other"] = "gw"
+        is_peripheral = target.startswith("p_")
+        return "ok" if change != "gateway_class_changed" and is_peripheral and gateway_of[target] in (None, "gw") else 403
+    if change == "peripheral_tag_removed" and target == "p_mine":
+        return 403
+    return "ok"
+
+
+@pytest.mark.parametrize("change", GATEWAY_CHANGES)
+def test_gateway_and_peripheral_reach_follows_key_changes(change: str) -> None:
+    clock = FakeClock()
+    api = make_api(clock, job_seconds=0.001)
+    try:
+        api.login()
+        w = gateway_world(api)
+        apply_change(api, w, change)
+        calls = [(op, target) for op in DEVICE_OPS for target in ("gw", "p_mine", "p_any", "p_other", "plain", "gw2")]
+        calls += [(op, None) for op in COLLECTION_OPS]
+        for op, target in calls:
+            clock.advance(1000)  # throttle windows pass
+            path = path_for(op, {**w, "spare_key": HEX, "spare_token_id": HEX, "event": HEX}, target or "gw", "a")
+            body = body_for(op, {**w, "email": "", "password": "", "all_key": w["key"], "d1": w["gw"]}, target or "gw")
+            r = api.request(ROUTES[op].method, path, token=w["token"], json=body)
+            want = gateway_expected(change, op, target)
+            ok = 200 <= r.status_code < 300
+            assert (ok if want == "ok" else r.status_code == want), (change, op, target, want, r.status_code, r.text[:200])
+            if not ok:
+                assert set(r.json()) >= {"type", "message"}
+        if gateway_expected(change, "devices.get", None) == "ok":  # lists show what the key allows, nothing else
+            listed = {d["id"] for d in api.get(f"/applications/{w['a']}/devices", token=w["token"]).json()["items"]}
+            hidden = {w["p_mine"]} if change == "peripheral_tag_removed" else set()
+            assert listed == {w[n] for n in ("gw", "gw2", "p_mine", "p_any", "p_other", "plain")} - hidden
+        assert api.app.unexpected_errors == 0
+    finally:
+        api.close()
+
+
+@pytest.mark.parametrize("change", ["none", "gateway_tag_removed", "key_inactive", "key_deleted"])
+def test_device_reaches_holds_the_rule_without_a_fresh_principal(change: str) -> None:
+    """The MQTT broker asks ``Auth.device_reaches`` per published state with the principal of its
+    CONNECT, so the rule must hold there too, not only when a REST call resolves its token."""
+    api = make_api(FakeClock())
+    try:
+        api.login()
+        w = gateway_world(api)
+        principal = api.app.auth.principal(f"Bearer {w['token']}".encode())
+        apply_change(api, w, change)
+        for target in ("gw", "p_mine", "p_any"):
+            device = api.app.store.get("devices", w[target])
+            assert api.app.auth.device_reaches(principal, device, "device.sendState") is (change == "none"), (change, target)
+    finally:
+        api.close()

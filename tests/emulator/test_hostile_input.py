@@ -178,3 +178,194 @@ def test_header_attacks(served: Any, name: str, raw: bytes) -> None:
     import httpx  # noqa: PLC0415
 
     assert httpx.get(served.url + "/applications", timeout=5).status_code == 401  # still serving
+
+
+# ---- input that reached a component unable to hold it (issue 12): each a 400 naming the field ----------
+def _nest(depth: int, inner: bytes = b"1") -> bytes:
+    return b"[" * depth + inner + b"]" * depth
+
+
+def _and(depth: int) -> str:
+    return '{"$and":[' * depth + "{}" + "]}" * depth
+
+
+DEVICES = "/applications/{a}/devices"
+# (name, method, path template, request kwargs, field the message must name)
+BOUNDS_CASES: list[tuple[str, str, str, dict[str, Any], str]] = [
+    ("state 1,000 nested [", "POST", STATE, {"content": _nest(1000), "headers": JSON}, "body[0]"),
+    ("state 1,024 nested [", "POST", STATE, {"content": _nest(1023), "headers": JSON}, "body[0]"),
+    ("state meta 40 deep", "POST", STATE, {"content": b'{"data":{"temp":1},"meta":' + _nest(40) + b"}", "headers": JSON}, "meta"),
+    ("command payload 254 deep", "POST", STATE.replace("state", "command"),
+     {"content": b'{"name":"c","payload":' + _nest(254) + b"}", "headers": JSON}, "payload"),
+    ("multi-device command payload 254 deep", "POST", DEVICES + "/command",
+     {"content": b'{"name":"c","deviceIds":["' + HEX.encode() + b'"],"payload":' + _nest(254) + b"}", "headers": JSON}, "payload"),
+    ("event data 254 deep", "POST", "/applications/{a}/events",
+     {"content": b'{"level":"info","subject":"s","data":' + _nest(254) + b"}", "headers": JSON}, "data"),
+    ("device query $and 127 deep", "GET", DEVICES, {"params": {"query": _and(127)}}, "query"),
+    ("composite state query $and 127 deep", "GET", DEVICES + "/compositeState", {"params": {"query": _and(127)}}, "query"),
+    ("event query $and 127 deep", "GET", "/applications/{a}/events", {"params": {"query": _and(127)}}, "query"),
+    ("key query $and 127 deep", "GET", "/applications/{a}/keys", {"params": {"query": _and(127)}}, "query"),
+    ("time series deviceQuery 500 deep", "POST", "/applications/{a}/data/time-series-query",
+     {"content": ('{"deviceQuery":' + _and(500) + "}").encode(), "headers": JSON}, "deviceQuery"),
+    ("last value deviceQuery 500 deep", "POST", "/applications/{a}/data/last-value-query",
+     {"content": ('{"deviceQuery":' + _and(500) + "}").encode(), "headers": JSON}, "deviceQuery"),
+    ("tagFilter + [0] x 500", "GET", DEVICES, {"params": {"tagFilter" + "[0]" * 500: "x"}}, "tagFilter"),
+    ("tagFilter index 10^20", "GET", DEVICES, {"params": {"tagFilter[" + "9" * 20 + "][key]": "x"}}, "tagFilter"),
+    ("tagFilter index of 5,000 digits", "GET", DEVICES, {"params": {"tagFilter[" + "1" * 5000 + "]": "x"}}, "tagFilter"),
+    ("page=1e300", "GET", DEVICES, {"params": {"page": "1e300"}}, "page"),
+    ("page=99999999999999999999999", "GET", DEVICES, {"params": {"page": "99999999999999999999999"}}, "page"),
+    ("perPage=1e300", "GET", "/applications/{a}/events", {"params": {"perPage": "1e300"}}, "perPage"),
+    ("since=2**63", "GET", STATE, {"params": {"since": "9223372036854775808"}}, "since"),
+    ("since=-2**63-1", "GET", STATE.replace("state", "command"), {"params": {"since": "-9223372036854775809"}}, "since"),
+    ("duration=1e300", "GET", STATE.replace("state", "logs"), {"params": {"duration": "1e300"}}, "duration"),
+    ("limit=1e300", "GET", STATE, {"params": {"limit": "1e300"}}, "limit"),
+]
+
+
+@pytest.mark.parametrize("name,method,path,kw,field", BOUNDS_CASES, ids=[c[0] for c in BOUNDS_CASES])
+def test_bounds_are_a_validation_error_naming_the_field(api: Api, world: dict[str, Any], name: str, method: str,
+                                                        path: str, kw: dict[str, Any], field: str) -> None:
+    """Each of these answered 500 InternalError before (orjson, SQLite or Python recursion gave way)."""
+    assert api.post(STATE.format(a=world["app"], d=world["d1"]), json={"data": {"temp": 1}}).status_code == 200
+    before = _states(api, world)
+    r = api.request(method, path.format(a=world["app"], d=world["d1"]), **kw)
+    assert r.status_code == 400, (name, r.status_code, r.text[:300])
+    body = r.json()
+    assert body["type"] == "Validation", body
+    assert body["message"].startswith(field) or f"parameter {field}" in body["message"], body
+    assert _states(api, world) == before
+    assert api.app.unexpected_errors == 0
+
+
+def test_too_many_query_fields(api: Api, world: dict[str, Any]) -> None:
+    query = "&".join(f"tagFilter[{i}][key]=k{i}" for i in range(1001))
+    r = api.get(DEVICES.format(a=world["app"]) + "?" + query)
+    assert r.status_code == 400 and "parameters" in r.json()["message"]
+
+
+def test_nesting_at_the_limit_is_stored_and_read_back(api: Api, world: dict[str, Any]) -> None:
+    """32 levels (the outermost counting 1) are kept exactly; 33 are refused."""
+    from harness.emulator.bounds import MAX_JSON_DEPTH
+
+    path = STATE.replace("state", "command").format(a=world["app"], d=world["d1"])
+    payload = _nest(MAX_JSON_DEPTH - 1)  # inside the body object: 1 + 31 = 32 levels
+    assert api.post(path, content=b'{"name":"c","payload":' + payload + b"}", headers=JSON).status_code == 200
+    got = api.get(path).json()[0]["payload"]
+    assert __import__("orjson").dumps(got) == payload
+    r = api.post(path, content=b'{"name":"c","payload":' + _nest(MAX_JSON_DEPTH) + b"}", headers=JSON)
+    assert r.status_code == 400 and r.json()["message"].startswith("payload")
+
+
+def test_pathological_filter_glob_answers_at_once(api: Api) -> None:
+    """filter=****************x over 50 devices took 24 s (exponential backtracking); the glob is now
+    linear (tests/emulator/test_query.py counts its steps). A device token that may only list devices."""
+    app_id = api.application("glob")
+    ids = [api.device(app_id, f"sensors-{n:04d}") for n in range(1, 51)]
+    key = api.key(app_id)
+    token = api.device_token(ids[0], key, requestedScopes=["devices.get"])
+    for pattern, count in (("*" * 16 + "x", 0), ("*" * 16 + "1", 5), ("SENSORS-*5*", 6), ("*-*0*0*5*0", 1)):
+        r = api.get(f"/applications/{app_id}/devices", token=token, params={"filter": pattern, "perPage": 1000})
+        assert r.status_code == 200 and r.json()["totalCount"] == count, (pattern, r.text[:200])
+
+
+def test_validation_work_is_bounded_on_hostile_bodies(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3,000 objects in ``requestedScopes`` of the public POST /auth/user took 85 s in stock jsonschema
+    (pairwise uniqueItems, every error of every oneOf branch); counted here in schema descents."""
+    from harness.emulator import validation
+
+    calls = {"n": 0}
+    original = validation._Validator.descend
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(validation._Validator, "descend", counting)
+    bodies = [
+        ("/auth/user", {"email": "a@b.c", "password": "12345678", "requestedScopes": [{"a": i} for i in range(3000)]}),
+        ("/auth/device", {"deviceId": HEX, "requestedScopes": [[i] for i in range(3000)]}),
+    ]
+    for path, body in bodies:
+        calls["n"] = 0
+        r = api.post(path, token=None, json=body)
+        assert r.status_code == 400 and r.json()["message"].startswith("requestedScopes"), r.text[:200]
+        assert calls["n"] < 500, (path, calls["n"])  # not proportional to the 3,000 items
+
+
+def test_long_time_text_is_refused_before_any_regex(api: Api, world: dict[str, Any], clock: FakeClock) -> None:
+    """Time text over 128 characters is unreadable: a state's time is then now; a query window's
+    start is a 400. ("Mon Jan 1 2016" + 20,000 spaces took 2.8 s in the date regexes, and 20,000
+    digits + "x" as ``start`` took 38 s in the number regex.)"""
+    from harness.emulator.timeparse import MAX_TIME_TEXT, parse_input_time, resolve_query_time
+
+    assert parse_input_time("Mon Jan 1 2016" + " " * 20_000 + "x", now_ms=5) is None
+    assert parse_input_time(" " * 20_000 + "2016-06-13T04:00:00Z" + " " * 20_000, now_ms=5) == 1465790400000  # spaces strip
+    with pytest.raises(ValueError, match="too long"):
+        resolve_query_time("1" * 20_000 + "x", now_ms=0, default=0)
+    assert resolve_query_time(" " * MAX_TIME_TEXT + "1465790400000", now_ms=0, default=0) == 1465790400000
+    path = STATE.format(a=world["app"], d=world["d1"])
+    clock.advance(1)
+    assert api.post(path, json={"data": {"temp": 7}, "time": "Mon Jan 1 2016" + " " * 100_000 + "x"}).status_code == 200
+    assert api.get(path).json()[0]["data"] == {"temp": 7}
+    r = api.get(path, params={"start": "1" * 20_000 + "x"})
+    assert r.status_code == 400 and "start" in r.json()["message"]
+
+
+def test_wrong_shapes_found_by_fuzzing_are_refused(api: Api, world: dict[str, Any]) -> None:
+    """Neighbours of the inputs above: accepted (200) with an answer the official schema refuses."""
+    a = world["app"]
+    tid = api.post(f"/applications/{a}/tokens", json={"name": "t"}).json()["id"]
+    cases = [
+        ("GET", f"/applications/{a}/devices", {"params": {"filter[x]": "1"}}, "filter"),
+        ("GET", f"/applications/{a}/events", {"params": {"filter[0]": "1"}}, "filter"),
+        ("GET", "/applications", {"params": {"filter[]": "1"}}, "filter"),
+        ("PATCH", f"/applications/{a}", {"json": {"description": "x" * 1025}}, "description"),
+        ("PATCH", f"/applications/{a}", {"json": {"name": ""}}, "name"),
+        ("PATCH", f"/applications/{a}/tokens/{tid}", {"json": {"description": [1]}}, "description"),
+        ("PATCH", f"/applications/{a}/tokens/{tid}", {"json": {"description": "x" * 32768}}, "description"),
+    ]
+    for method, path, kw, field in cases:
+        r = api.request(method, path, **kw)
+        assert r.status_code == 400 and r.json()["message"].startswith(field), (path, kw.keys(), r.text[:200])
+
+
+def _deep(levels: int, kind: str = "list") -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value] if kind == "list" else {"a": value}
+    return value
+
+
+#: values that broke a component somewhere downstream before (depth, integer range, size)
+HOSTILE_VALUES: list[Any] = [_deep(32), _deep(33, "dict"), _deep(200), 2**63, 2**64 - 1, -(2**63) - 1, 1e308,
+                             "x" * 70_000, [0] * 3000, {str(i): i for i in range(1500)}, None, True]
+
+
+def test_no_body_field_value_makes_a_500(api: Api, world: dict[str, Any], clock: FakeClock) -> None:
+    """A bounded sweep (the neighbours of the inputs above): every body field of the write endpoints
+    gets every hostile value; the answer is always < 500 and the JSON error shape when refused."""
+    a, d = world["app"], world["d1"]
+    tid = api.post(f"/applications/{a}/tokens", json={"name": "t"}).json()["id"]
+    bodies: dict[tuple[str, str], dict[str, Any]] = {
+        ("POST", STATE.format(a=a, d=d)): {"data": {"temp": 1}, "time": 0, "meta": 0},
+        ("POST", f"/applications/{a}/devices/{d}/command"): {"name": "c", "payload": 0, "time": 0},
+        ("POST", f"/applications/{a}/devices/command"): {"name": "c", "deviceIds": [d], "payload": 0},
+        ("POST", f"/applications/{a}/events"): {"level": "info", "subject": "s", "data": 0, "creationDate": 0},
+        ("POST", f"/applications/{a}/data/time-series-query"): {"deviceIds": [d], "end": 0, "duration": 1000,
+                                                                 "resolution": 1000, "limit": 0, "deviceQuery": {}},
+        ("POST", f"/applications/{a}/data/last-value-query"): {"deviceIds": [d], "end": 0},
+        ("POST", f"/applications/{a}/devices/{d}/setConnectionStatus"): {"status": "connected", "connectedAt": 0},
+        ("PATCH", f"/applications/{a}/devices/{d}"): {"description": "x"},
+        ("PATCH", f"/applications/{a}/tokens/{tid}"): {"description": "x"},
+        ("POST", "/auth/user"): {"email": "a@b.c", "password": "12345678", "tokenTTL": 0, "requestedScopes": []},
+    }
+    api.check_schemas = False  # refusals are checked here; accepted answers by the schema tests
+    for (method, path), base in bodies.items():
+        for field in list(base) + ["extra"]:
+            for value in HOSTILE_VALUES:
+                clock.advance(20)  # throttle windows pass
+                r = api.request(method, path, json={**base, field: value}, token=None if path == "/auth/user" else "default")
+                assert r.status_code < 500, (method, path, field, str(value)[:60], r.text[:200])
+                if r.status_code >= 400:
+                    assert set(r.json()) >= {"type", "message"}
+    assert api.app.unexpected_errors == 0

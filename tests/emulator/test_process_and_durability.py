@@ -43,13 +43,13 @@ def test_start_line_hides_a_custom_password() -> None:
 
 
 def test_start_line_with_default_password() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "harness.emulator", "--port", "0", "--quiet"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "harness.emulator", "--port", "0", "--mqtt-port", "0", "--quiet"], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().rstrip("\n")
         assert line.startswith("Losant API emulator listening on http://127.0.0.1:")
-        assert line.endswith("(login: admin@emulator.local / password: emulator-password (default))")
+        assert "(login: admin@emulator.local / password: emulator-password (default)); MQTT broker on mqtt://127.0.0.1:" in line
     finally:
         proc.terminate()
         proc.wait(10)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -387,3 +389,98 @@ def test_glob_agrees_with_fnmatch_when_only_stars(pattern, text):
     import fnmatch
 
     assert glob_match(pattern, text) is fnmatch.fnmatchcase(text.lower(), pattern.lower())
+
+
+# ---- the glob is linear in the text, whatever the pattern ------------------------------------
+class CountingFind:
+    """Stands in for ``str.find`` and records each search window and where it stopped."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, int]] = []  # (window start, window stop, end of what it consumed)
+
+    def __call__(self, text: str, run: str, start: int, stop: int) -> int:
+        found = text.find(run, start, stop)
+        self.calls.append((start, stop, found + len(run) if found >= 0 else stop))
+        return found
+
+
+@pytest.mark.parametrize("pattern", ["*" * 16 + "x", "*" * 16 + "1", "*s*e*n*s*o*r*s*-*0*0*5*0*", "s" + "*s" * 40,
+                                     "*" + "*".join("sensors-0050") + "*x", "*-*-*-*-*"])
+def test_glob_scans_the_text_once(pattern):
+    """Each middle run is searched once, past the previous hit: the windows never overlap, so the
+    text is scanned at most once (the old .*-joined regex backtracked exponentially: 24 s here)."""
+    from harness.emulator.query import Glob
+
+    glob = Glob(pattern)
+    assert len(glob.middle) <= pattern.count("*")
+    for n in range(1, 51):
+        text = f"sensors-{n:04d}"
+        find = CountingFind()
+        got = glob.match_folded(text.casefold(), find)
+        assert got is fnmatch.fnmatchcase(text, pattern)  # no [ ] ? in these patterns
+        assert len(find.calls) <= len(glob.middle)
+        ends = [0] + [end for _, _, end in find.calls]
+        assert all(start >= prev for (start, _, _), prev in zip(find.calls, ends))  # windows only move right
+        assert sum(end - start for start, _, end in find.calls) <= len(text)
+
+
+def test_pathological_pattern_needs_no_search():
+    from harness.emulator.query import Glob
+
+    glob = Glob("*" * 16 + "x")
+    assert (glob.head, glob.middle, glob.tail) == ("", (), "x")  # one endswith per name
+    assert [n for n in range(1, 51) if glob(f"sensors-{n:04d}")] == []
+    long = Glob("*a" * 5000 + "*")  # 5,000 runs: rejected by length before any search
+    find = CountingFind()
+    assert long.match_folded("a" * 255, find) is False and find.calls == []
+    assert long("a" * 5000) is True
+
+
+@given(st.text(alphabet="aAbß*?[.", max_size=10), st.text(alphabet="aAbBßs\n", max_size=12))
+def test_glob_agrees_with_a_reference_matcher(pattern, text):
+    """Against a plain recursive matcher over case-folded text (only * is special)."""
+
+    def ref(p: str, t: str) -> bool:
+        if not p:
+            return not t
+        if p[0] == "*":
+            return any(ref(p[1:], t[i:]) for i in range(len(t) + 1))
+        return bool(t) and t[0] == p[0] and ref(p[1:], t[1:])
+
+    assert glob_match(pattern, text) is ref(pattern.casefold(), text.casefold())
+
+
+tag_parts = st.sampled_from(["floor", "8", "zone", "north", None])
+
+
+@given(st.lists(st.fixed_dictionaries({"key": st.sampled_from(["floor", "zone", "room"]), "value": st.sampled_from(["8", "north"])}),
+                max_size=4),
+       st.lists(st.fixed_dictionaries({"key": tag_parts, "value": tag_parts}), max_size=5))
+def test_compiled_tag_filter_agrees_with_the_pairwise_rule(tags, tag_filter):
+    """The set-based ``tag_filter_predicate`` against the rule spelled out pairwise."""
+    from harness.emulator.query import tag_filter_predicate
+
+    def pairwise() -> bool:
+        if not tag_filter:
+            return True
+        for entry in tag_filter:
+            key, value = entry.get("key"), entry.get("value")
+            if key is None and value is None:
+                return True
+            if any((key is None or t["key"] == key) and (value is None or t["value"] == value) for t in tags):
+                return True
+        return False
+
+    assert tag_filter_predicate(tag_filter)(tags) is pairwise() is tag_filter_matches(tags, tag_filter)
+
+
+@given(st.lists(st.one_of(st.booleans(), st.integers(-2, 2), st.floats(-2, 2, allow_nan=False), st.none(),
+                          st.sampled_from(["a", "A", "1"]), st.just([1])), max_size=5),
+       st.one_of(st.booleans(), st.integers(-2, 2), st.just(1.0), st.none(), st.sampled_from(["a", "A", "1"])),
+       st.booleans())
+def test_in_by_set_lookup_keeps_json_equality(items, value, ci):
+    """true is not 1, 1 is 1.0, "1" is not 1, $ci folds strings, a list equals nothing."""
+    from harness.emulator.query import _equal
+
+    device = {**PUMP, "name": value}
+    assert device_matches(device, {"name": {"$in": items, "$ci": ci}}) is any(_equal(value, x, ci) for x in items)

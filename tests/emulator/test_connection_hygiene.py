@@ -1,0 +1,326 @@
+"""Connection hygiene (guard.py) against a real emulator on loopback, driven with raw sockets.
+
+Each attack is checked for its effect (closed, answered with the JSON error) and for the
+clients that behave: a normal request is still answered while the attack sockets are held.
+Timeouts are fractions of a second via options; every wait is on a socket event with a
+bounded deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.emulator.config import EmulatorConfig
+from harness.emulator.guard import default_max_connections, raise_open_file_limit
+from harness.emulator.process import EmulatorProcess, start_in_thread
+
+MiB = 1024 * 1024
+DEADLINE_S = 15.0  # generous: a busy 2-core machine; nothing here waits this long when all is well
+NORMAL = b"GET /applications HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+
+def address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+def connect(url: str) -> socket.socket:
+    return socket.create_connection(address(url), timeout=DEADLINE_S)
+
+
+def read_until_closed(sock: socket.socket, deadline_s: float = DEADLINE_S) -> tuple[bytes, float]:
+    """Everything the emulator sends until it closes, and when it closed (monotonic); fails past the deadline."""
+    end = time.monotonic() + deadline_s
+    data = b""
+    while True:
+        left = end - time.monotonic()
+        assert left > 0, f"connection still open after {deadline_s} s; received {data[:120]!r}"
+        readable, _, _ = select.select([sock], [], [], left)
+        if not readable:
+            continue
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return data, time.monotonic()
+        data += chunk
+
+
+def parse(answer: bytes) -> tuple[int, dict[str, str], dict[str, object]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), headers, json.loads(body)
+
+
+def still_open(sock: socket.socket) -> bool:
+    readable, _, _ = select.select([sock], [], [], 0)
+    return not readable
+
+
+def normal_request(url: str) -> int:
+    """A well-behaved client's whole exchange: the status of a JSON answer."""
+    with connect(url) as sock:
+        sock.sendall(NORMAL)
+        answer, _ = read_until_closed(sock)
+    status, _, body = parse(answer)
+    assert "type" in body and "message" in body
+    return status
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture(scope="module")
+def short() -> Iterator[EmulatorProcess]:
+    """Timeouts of a fraction of a second."""
+    with EmulatorProcess(quiet=True, no_mqtt=True, idle_timeout=0.3, header_timeout=0.5, body_timeout=0.5,
+                         max_header_bytes=16384) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def roomy() -> Iterator[EmulatorProcess]:
+    """Long timeouts (nothing expires during a test), a 2 MiB in-flight cap, 40 connections at most."""
+    with EmulatorProcess(quiet=True, no_mqtt=True, idle_timeout=60, header_timeout=60, body_timeout=60,
+                         max_header_bytes=16384, max_body_in_flight=2 * MiB, max_connections=40) as emu:
+        yield emu
+
+
+def test_idle_connections_are_closed_before_their_first_request(short: EmulatorProcess) -> None:
+    t0 = time.monotonic()
+    idle = [connect(short.url) for _ in range(20)]
+    try:
+        assert normal_request(short.url) == 401  # served while the idle sockets are held
+        for sock in idle:
+            answer, closed_at = read_until_closed(sock)
+            assert answer == b""  # no request, no answer: just closed
+            assert closed_at - t0 >= 0.25  # not before the 0.3 s idle timeout
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_keep_alive_connection_is_closed_after_idle_timeout(short: EmulatorProcess) -> None:
+    with connect(short.url) as sock:
+        sock.sendall(NORMAL.replace(b"Connection: close", b"Connection: keep-alive"))
+        answer, _ = read_until_closed(sock)
+    assert parse(answer)[0] == 401
+
+
+def test_slowloris_headers_get_408_and_are_closed(short: EmulatorProcess) -> None:
+    slow = [connect(short.url) for _ in range(10)]
+    try:
+        for sock in slow:
+            sock.sendall(b"POST /auth/user HTTP/1.1\r\nHost: t\r\n")
+        t0 = time.monotonic()
+        end = t0 + DEADLINE_S
+        line = 0
+        while still_open(slow[0]) and time.monotonic() < end:  # one header line per 50 ms, as slowloris does
+            for sock in slow:
+                try:
+                    sock.sendall(b"X-Slow-%d: x\r\n" % line)
+                except OSError:
+                    pass
+            line += 1
+            select.select([slow[0]], [], [], 0.05)
+        assert normal_request(short.url) == 401
+        for sock in slow:
+            answer, closed_at = read_until_closed(sock)
+            status, headers, body = parse(answer)
+            assert (status, body["type"], headers["connection"]) == (408, "RequestTimeout", "close")
+            assert "--header-timeout" in str(body["message"])
+            assert closed_at - t0 >= 0.45  # trickling does not extend the 0.5 s header timeout, nor is it cut before
+        assert line >= 1
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_half_sent_body_gets_408_and_is_closed(short: EmulatorProcess) -> None:
+    with connect(short.url) as sock:
+        sock.sendall(b"POST /auth/user HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + b'{"email": "' + b"a" * 50_000)
+        assert normal_request(short.url) == 401
+        answer, _ = read_until_closed(sock)
+    status, _, body = parse(answer)
+    assert (status, body["type"]) == (408, "RequestTimeout")
+    assert "--body-timeout" in str(body["message"])
+
+
+def test_huge_header_gets_431_without_growing_memory(roomy: EmulatorProcess) -> None:
+    assert roomy.proc is not None
+    before = rss_mb(roomy.proc.pid)
+    payload = b"GET /applications HTTP/1.1\r\nHost: t\r\nX-Huge: " + b"a" * (16 * MiB) + b"\r\n\r\n"
+    for _ in range(3):
+        with connect(roomy.url) as sock:
+            try:
+                sock.sendall(payload)
+            except OSError:  # refused before the whole header was sent: the answer is already here
+                pass
+            answer, _ = read_until_closed(sock)
+        status, headers, body = parse(answer)
+        assert (status, body["type"], headers["connection"]) == (431, "RequestHeaderFieldsTooLarge", "close")
+    assert normal_request(roomy.url) == 401
+    assert rss_mb(roomy.proc.pid) - before < 8  # stock uvicorn buffers the whole 16 MB header (and more) each time
+
+
+def test_headers_just_under_the_cap_are_served(roomy: EmulatorProcess) -> None:
+    head = b"GET /applications HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    filler = b"X-Fill: " + b"a" * (16384 - len(head) - 12) + b"\r\n"
+    with connect(roomy.url) as sock:
+        sock.sendall(head + filler + b"\r\n")
+        answer, _ = read_until_closed(sock)
+    assert parse(answer)[0] == 401
+
+
+def test_malformed_request_gets_the_json_400(short: EmulatorProcess) -> None:
+    with connect(short.url) as sock:
+        sock.sendall(b"GET /applications HTTP/9.9 extra\r\n\r\n")
+        answer, _ = read_until_closed(sock)
+    status, headers, body = parse(answer)
+    assert (status, body["type"], headers["connection"]) == (400, "Validation", "close")
+
+
+def _partial_body(url: str, size: int, declared: int) -> socket.socket:
+    sock = connect(url)
+    sock.sendall(b"POST /auth/user HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % declared + b"a" * size)
+    return sock
+
+
+def test_bodies_in_flight_over_the_cap_get_503_and_close(roomy: EmulatorProcess) -> None:
+    # cap 2 MiB, of which bodies over 64 KiB may hold 1.75 MiB: the second 0.9 MiB crosses it
+    first = _partial_body(roomy.url, 900 * 1024, 2 * MiB)
+    second = _partial_body(roomy.url, 900 * 1024, 2 * MiB)
+    try:
+        readable, _, _ = select.select([first, second], [], [], DEADLINE_S)
+        assert len(readable) == 1, "exactly one partial body is refused"
+        refused = readable[0]
+        kept = second if refused is first else first
+        answer, _ = read_until_closed(refused)
+        status, headers, body = parse(answer)
+        assert (status, body["type"], headers["connection"]) == (503, "ServiceUnavailable", "close")
+        assert "--max-body-in-flight" in str(body["message"])
+        assert normal_request(roomy.url) == 401  # small requests keep the reserved eighth
+        assert still_open(kept)
+    finally:
+        first.close()
+        second.close()
+    # both released: a complete 1 MiB body is read and answered by the app (not JSON: 400)
+    end = time.monotonic() + DEADLINE_S
+    while True:
+        with _partial_body(roomy.url, MiB, MiB) as sock:
+            status, _, body = _answer_of(sock)
+        if status != 503 or time.monotonic() > end:  # the emulator may see the closes a moment later
+            break
+    assert (status, body["type"]) == (400, "Validation")
+
+
+def _answer_of(sock: socket.socket) -> tuple[int, dict[str, str], dict[str, object]]:
+    """The first complete answer on a keep-alive connection (by Content-Length)."""
+    end = time.monotonic() + DEADLINE_S
+    data = b""
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            length = int(dict(line.lower().split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:])["content-length"])
+            if len(body) >= length:
+                return parse(data)
+        assert time.monotonic() < end, f"no complete answer; received {data[:120]!r}"
+        readable, _, _ = select.select([sock], [], [], max(0.0, end - time.monotonic()))
+        if readable:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before a complete answer; received {data[:120]!r}"
+            data += chunk
+
+
+def test_max_connections_refuses_beyond_the_cap_and_keeps_serving(roomy: EmulatorProcess) -> None:
+    held: list[socket.socket] = []
+    refused = None
+    keep_alive = NORMAL.replace(b"Connection: close", b"Connection: keep-alive")
+    try:
+        for _ in range(45):  # the cap is 40; a few may still be counted from earlier tests
+            sock = connect(roomy.url)
+            sock.sendall(keep_alive)
+            try:
+                status, headers, body = _answer_of(sock)
+            except (AssertionError, OSError):  # the request met the close: reset before the answer was read
+                status = 0
+            if status != 401:
+                refused = sock
+                break
+            held.append(sock)
+        assert refused is not None, "no connection was refused"
+        assert 36 <= len(held) <= 40
+        if status:
+            assert (status, body["type"], headers["connection"]) == (503, "ServiceUnavailable", "close")
+        assert read_until_closed(refused)[0] == b""  # and closed
+        for sock in held[:3]:  # existing clients keep being served
+            sock.sendall(keep_alive)
+            assert _answer_of(sock)[0] == 401
+        for sock in held[:5]:
+            sock.close()
+        end = time.monotonic() + DEADLINE_S
+        while True:  # room again once the emulator has seen the closes
+            try:
+                if normal_request(roomy.url) == 401:
+                    break
+            except (AssertionError, OSError):
+                pass
+            assert time.monotonic() < end, "no room after closing five connections"
+    finally:
+        for sock in held:
+            sock.close()
+        if refused is not None:
+            refused.close()
+
+
+def test_embedded_emulator_has_the_same_guards() -> None:
+    handle = start_in_thread(EmulatorConfig(idle_timeout_s=0.2))
+    try:
+        with connect(handle.url) as sock:
+            answer, _ = read_until_closed(sock)
+        assert answer == b""
+        with connect(handle.url) as sock:
+            sock.sendall(b"GET /applications HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 70_000 + b"\r\n\r\n")
+            assert parse(read_until_closed(sock)[0])[0] == 431  # the default 64 KiB header cap
+    finally:
+        handle.stop()
+
+
+def test_open_file_limit_is_raised_and_sets_the_default() -> None:
+    import resource  # noqa: PLC0415
+
+    soft = raise_open_file_limit()
+    assert soft == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert default_max_connections(1024) == 896  # an eighth kept for files and refusals
+    assert default_max_connections(1 << 20) == 32768
+    assert default_max_connections(10) == 16
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--idle-timeout", "0"], "--idle-timeout"), (["--header-timeout", "-1"], "--header-timeout"),
+    (["--body-timeout", "0"], "--body-timeout"), (["--max-header-bytes", "100"], "--max-header-bytes"),
+    (["--max-body-in-flight", "1000"], "--max-body-in-flight"), (["--max-connections", "-1"], "--max-connections"),
+])
+def test_bad_connection_options_name_the_option(argv: list[str], flag: str) -> None:
+    from harness.emulator.cli import build_parser, config_from_args  # noqa: PLC0415
+    from harness.errors import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match=flag):
+        config_from_args(build_parser().parse_args(argv))
+    config = config_from_args(build_parser().parse_args(["--idle-timeout", "0.5", "--max-connections", "7"]))
+    assert (config.idle_timeout_s, config.max_connections, config.body_timeout_s) == (0.5, 7, 30.0)
