@@ -20,6 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check harness tests bench locustfile.py
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

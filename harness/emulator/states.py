@@ -131,11 +131,13 @@ def rows_for(device: dict[str, Any], states: list[dict[str, Any]], now_ms: int) 
         if raw_time is None:
             t = now_ms
         else:
-            t = parse_input_time(raw_time, now_ms)
-            if t is None:
+            parsed = parse_input_time(raw_time, now_ms)
+            if parsed is None:
                 t = now_ms
-            elif t < now_ms - MAX_AGE_MS or t > now_ms + MAX_AHEAD_MS:
+            elif parsed < now_ms - MAX_AGE_MS or parsed > now_ms + MAX_AHEAD_MS:
                 continue
+            else:
+                t = parsed
         data = {}
         for name, value in state["data"].items():
             dtype = types.get(name)

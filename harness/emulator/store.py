@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import builtins
 import os
 import sqlite3
 import tempfile
@@ -233,7 +234,7 @@ class Store:
         rows = self.db.execute(f"SELECT doc FROM {table} WHERE {col} = ?", (application_id,))
         return [orjson.loads(r[0]) for r in rows]
 
-    def list_where(self, table: str, column: str, value: str) -> list[dict[str, Any]]:
+    def list_where(self, table: str, column: str, value: str) -> builtins.list[dict[str, Any]]:
         rows = self.db.execute(f"SELECT doc FROM {table} WHERE {column} = ?", (value,))
         return [orjson.loads(r[0]) for r in rows]
 
@@ -287,9 +288,9 @@ class Store:
             else:
                 n = row[0]
             self._nums.put(device_id, n)
-        return int(n)
+        return int(n)  # type: ignore[arg-type]
 
-    def enqueue_states(self, rows: list[tuple[str, int, str]]) -> asyncio.Future[None]:
+    def enqueue_states(self, rows: builtins.list[tuple[str, int, str]]) -> asyncio.Future[None]:
         """Queue rows (device_id, time ms, data JSON); the future resolves once committed.
 
         One future per request (not one shared per batch): a cancelled request cancels only
@@ -362,11 +363,11 @@ class Store:
                 else:
                     fut.set_exception(error)
 
-    def states(self, device_id: str, start: int, end: int, limit: int | None, descending: bool) -> list[tuple[int, dict[str, Any]]]:
+    def states(self, device_id: str, start: int, end: int, limit: int | None, descending: bool) -> builtins.list[tuple[int, dict[str, Any]]]:
         self.flush()
         order = "DESC" if descending else "ASC"
         sql = f"SELECT time, data FROM states WHERE device_n = ? AND time >= ? AND time <= ? ORDER BY time {order}"
-        params: list[Any] = [self.device_num(device_id), start, end]
+        params: builtins.list[Any] = [self.device_num(device_id), start, end]
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -388,7 +389,7 @@ class Store:
     def add_row(self, table: str, device_id: str, time_ms: int, doc: dict[str, Any]) -> None:
         self.db.execute(f"INSERT INTO {table} (device_id, time, doc) VALUES (?, ?, ?)", (device_id, time_ms, orjson.dumps(doc)))
 
-    def rows(self, table: str, device_id: str, start: int, end: int, limit: int, descending: bool) -> list[dict[str, Any]]:
+    def rows(self, table: str, device_id: str, start: int, end: int, limit: int, descending: bool) -> builtins.list[dict[str, Any]]:
         order = "DESC" if descending else "ASC"
         cur = self.db.execute(f"SELECT doc FROM {table} WHERE device_id = ? AND time >= ? AND time <= ? "
                               f"ORDER BY time {order}, seq {order} LIMIT ?", (device_id, start, end, limit))
@@ -400,7 +401,7 @@ class Store:
     def next_row_seq(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM table_rows").fetchone()[0])
 
-    def insert_table_rows(self, application_id: str, table_id: str, rows: list[tuple[int, str]]) -> None:
+    def insert_table_rows(self, application_id: str, table_id: str, rows: builtins.list[tuple[int, str]]) -> None:
         """(seq, doc JSON) rows in one transaction: a bulk insert is all or nothing."""
         self.db.execute("BEGIN")
         try:
@@ -422,7 +423,7 @@ class Store:
         """Row JSON texts in order: by insertion (``column`` None) or by a column's value, then insertion."""
         order = "DESC" if descending else "ASC"
         by = f"json_extract(doc, ?) {order}, seq {order}" if column else f"seq {order}"
-        params: list[Any] = [application_id, table_id]
+        params: builtins.list[Any] = [application_id, table_id]
         if column:
             params.append('$."' + column + '"')  # the caller checked the name: [0-9a-zA-Z_-]
         cur = self.db.execute(f"SELECT doc FROM table_rows WHERE application_id = ? AND table_id = ? ORDER BY {by} "
