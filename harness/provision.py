@@ -133,21 +133,27 @@ def _device_body(spec: DeviceSpec, run_tag: str, gateway_id: str | None) -> dict
 class Progress:
     """One self-rewriting line on stderr, so long provisioning shows it is alive."""
 
-    def __init__(self, label: str, total: int, stream: Any = None) -> None:
+    #: A log file (or the web UI's Logs tab) gets a line at most this often, and one at the end.
+    LOG_EVERY_S = 5.0
+
+    def __init__(self, label: str, total: int, stream: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.label, self.total, self.done = label, total, 0
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = 0.0
+        self.clock = clock
+        self._last = clock()  # the first log line comes after LOG_EVERY_S, not at the first device
 
     def step(self, n: int = 1) -> None:
         self.done += n
-        if not self.tty:  # a log file gets a line per tenth, not a redrawn bar
-            tenth = self.total // 10 or 1
-            if self.done == self.total or (self.done // tenth) != ((self.done - n) // tenth):
+        if not self.tty:  # not a redrawn bar: a line every few seconds, so long provisioning shows it is alive
+            now = self.clock()
+            if self.done >= self.total or now - self._last >= self.LOG_EVERY_S:
+                self._last = now
                 self.stream.write(f"{self.label}: {self.done}/{self.total}\n")
                 self.stream.flush()
             return
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last > 0.2 or self.done == self.total:
             self._last = now
             width = 30

@@ -95,3 +95,18 @@ def test_teardown_removes_only_what_carries_the_run_tag(emulator: EmulatorProces
     with pytest.raises(Exception):
         api.call("GET", f"/applications/{fleet.application_id}", "read deleted app")
     api.close()
+
+
+def test_progress_in_a_log_writes_a_line_every_few_seconds_and_at_the_end() -> None:
+    """The web UI's Logs tab and CI logs must stay readable: no line per device, no line per tenth."""
+    now = [0.0]
+    out = io.StringIO()
+    bar = Progress("provisioning devices", 1000, stream=out, clock=lambda: now[0])
+    for _ in range(999):
+        now[0] += 1 / 128  # 128 devices a second (exact in binary): 7.8 s for the whole fleet
+        bar.step()
+    assert out.getvalue().splitlines() == ["provisioning devices: 640/1000"]  # 5 s in
+    now[0] += 1 / 128
+    bar.step()
+    assert out.getvalue().splitlines()[-1] == "provisioning devices: 1000/1000"
+    assert len(out.getvalue().splitlines()) == 2
