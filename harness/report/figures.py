@@ -123,6 +123,12 @@ def supported(q: np.ndarray | float, n: int) -> np.ndarray:
     return np.asarray(n * (1.0 - np.asarray(q, dtype=np.float64)) >= 1.0 - 1e-9)
 
 
+def label_supported(label: str, n: int) -> bool:
+    """Whether a table's percentile label (``p99.9``; ``max`` always) is resolved by ``n`` calls, so the
+    report's tables and whoever checks them apply one rule."""
+    return label == "max" or bool(supported(float(label[1:]) / 100.0, n))
+
+
 def _row(op: str, counts: dict[str, np.ndarray], i: int | None, duration: float,
          corrected: np.ndarray, response: np.ndarray) -> OpRow:
     if i is None:  # the whole run

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.report.figures import LABELS, Figures, OpRow, supported
+from harness.report.figures import LABELS, Figures, OpRow, label_supported
 from harness.report.rundata import utc
 
 
@@ -82,7 +82,7 @@ def _op_tr(row: OpRow, kind: str, css: str = "") -> str:
     cells = [cell(row.op, "op"), cell(num(row.count), "n"), cell(num(row.rate, 2), "n"),
              cell(num(row.errors), "n bad" if row.errors else "n"), cell(num(row.throttled), "n warn" if row.throttled else "n")]
     for p in LABELS:
-        if p != "max" and not supported(float(p[1:]) / 100.0, row.count):
+        if not label_supported(p, row.count):
             # 15 calls have no p99: the figure would only repeat the maximum and read as a measured tail
             cells.append(cell("–", "n muted", title=f"{p}: {row.count} calls cannot resolve it (see max)"))
         else:
