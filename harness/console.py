@@ -177,6 +177,38 @@ def conformance_lines(summary: dict[str, Any], shown: int = 5) -> list[str]:
     return lines
 
 
+def mqtt_lines(summary: dict[str, Any]) -> list[str]:
+    """MQTT devices (summary.json ``mqtt``): connections, the mass disconnect's recovery, disconnects by
+    reason, refusals, and the broker judge's true counts (its findings are also in the conformance total)."""
+    block = summary.get("mqtt")
+    if not isinstance(block, dict) or not block:
+        return []
+    conn = block.get("connected") or {}
+    full = conn.get("full_connection_s")
+    head = (f"  mqtt: {int(block.get('devices') or 0):,} devices, peak {int(conn.get('peak') or 0):,} connected, "
+            + (f"fully connected after {full:,.1f} s" if isinstance(full, (int, float))
+               else str(conn.get("full_connection_note") or "")))
+    lines = [head]
+    for st in block.get("storms") or []:
+        if isinstance(st, dict):
+            rec = st.get("recovery_s")
+            lines.append(f"    mass disconnect: {int(st.get('dropped') or 0):,} dropped, "
+                         + (f"all back after {rec:,.1f} s" if isinstance(rec, (int, float))
+                            else f"{int(st.get('reconnected') or 0):,} back by the end")
+                         + f" (the limit allows no less than {float(st.get('least_by_limit_s') or 0):,.0f} s)")
+    d = block.get("disconnects") or {}
+    reasons = _by_kind(d.get("by_reason"))
+    b = block.get("bans") or {}
+    lines.append(f"    disconnects {int(d.get('total') or 0):,}" + (f" ({reasons})" if reasons else "")
+                 + f"; reconnects {int((block.get('connects') or {}).get('reconnects') or 0):,}; "
+                 f"refused connects {int(b.get('refusals') or 0):,}; bans {int(b.get('episodes') or 0):,}")
+    total, und = int(block.get("findings_total") or 0), int(block.get("undecided_total") or 0)
+    kinds = _by_kind(block.get("findings_by_kind"))
+    lines.append(f"    broker judge: {total:,} finding{'s' if total != 1 else ''}" + (f" ({kinds})" if kinds else "")
+                 + (f"; {und:,} undecided (the timing cannot decide them)" if und else ""))
+    return lines
+
+
 def integrity_lines(summary: dict[str, Any]) -> list[str]:
     """The read-back: the integrity block's own statement (coverage and true counts) when it has
     one, else the true counts it carries (``lost_writes``, never the truncated list's length)."""
@@ -263,6 +295,7 @@ def format_summary(summary: dict[str, Any], run_dir: Path | str) -> str:
     lines += overall_lines(summary)
     lines += criteria_lines(summary)
     lines += conformance_lines(summary)
+    lines += mqtt_lines(summary)
     lines += integrity_lines(summary)
     lines += regression_lines(summary)
     lines += harness_call_lines(summary)

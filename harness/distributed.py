@@ -26,10 +26,11 @@ from typing import Any
 
 import gevent
 
-from harness.fleet import Device, Fleet, Secret
+from harness.fleet import Device, Fleet, Login, Secret
 from harness.limits import LimitsTable, table_from_dict, table_to_dict
-from harness.provision import Login
+from harness.scenario import parse_scenario
 from harness.schedule.timeline import _mix64, stable_seed
+from harness.session import RunContext, make_recorder
 
 log = logging.getLogger("losant-load")
 
@@ -82,7 +83,7 @@ def fleet_from_dict(data: dict[str, Any]) -> Fleet:
                  user_token=Secret(data["user_token"]) if data["user_token"] else None, devices=devices)
 
 
-def setup_message(ctx: Any, workers: list[str]) -> dict[str, Any]:
+def setup_message(ctx: RunContext, workers: list[str]) -> dict[str, Any]:
     login = ctx.login
     scenario = ctx.scenario.to_dict()
     scenario["target"].pop("limits", None)  # a path on the master's disk; the table itself travels below
@@ -96,7 +97,7 @@ def setup_message(ctx: Any, workers: list[str]) -> dict[str, Any]:
 class Master:
     """The master's side: send the setup, watch the worker set, ingest what workers send."""
 
-    def __init__(self, environment: Any, ctx: Any) -> None:
+    def __init__(self, environment: Any, ctx: RunContext) -> None:
         self.env, self.ctx = environment, ctx
         self.version = 0
         self.workers: list[str] = []
@@ -157,6 +158,8 @@ class Master:
         ctx = self.ctx
         if data.get("final"):
             self.finals.add(data.get("worker", ""))
+            if isinstance(data.get("cpu_seconds"), (int, float)):  # the worker's own CPU over its run
+                ctx.worker_cpu[str(data.get("worker", ""))] = float(data["cpu_seconds"])
         if data.get("samples"):
             ctx.recorder.ingest(data["samples"])
         ctx.accepted.merge(data.get("accepted") or {})
@@ -165,33 +168,30 @@ class Master:
 
 
 # -- worker -------------------------------------------------------------------------------
-def worker_payload(ctx: Any, sent: dict[str, int], worker: str = "", final: bool = False) -> dict[str, Any]:
+def worker_payload(ctx: RunContext, sent: dict[str, int], worker: str = "", final: bool = False) -> dict[str, Any]:
     """What a worker ships: its samples since the last report, accepted states, counters (deltas)."""
     out = {"samples": ctx.recorder.drain(), "accepted": ctx.accepted.drain(),
            "throttled": ctx.throttled_count - sent.get("throttled", 0), "dropped": ctx.dropped - sent.get("dropped", 0),
-           "worker": worker, "final": final}
+           "worker": worker, "final": final, "cpu_seconds": ctx.cpu_seconds()}
     sent.update(throttled=ctx.throttled_count, dropped=ctx.dropped)
     return out
 
 
-def worker_context(data: dict[str, Any], my_id: str) -> Any:
+def worker_context(data: dict[str, Any], my_id: str) -> RunContext:
     """A worker's RunContext from the master's setup (no run folder: samples travel to the master)."""
-    from harness.scenario import parse_scenario
-    from harness.session import RunContext
-
     scenario = parse_scenario(data["scenario"], data["source"])
     workers = data["workers"]
     login = data["login"]
     ctx = RunContext(scenario, fleet_from_dict(data["fleet"]),
                      Login(email=login["email"], password=Secret(login["password"]) if login["password"] else None,
                            api_token=Secret(login["api_token"]) if login["api_token"] else None),
-                     split_table(table_from_dict(data["limits"]), len(workers)), None, start=data["start"])
+                     split_table(table_from_dict(data["limits"]), len(workers)), None, make_recorder(None),
+                     start=data["start"])
     ctx.set_owned(owners(len(ctx.units), workers).get(my_id, set()), 0)
-    ctx.sent_counters = {}
     return ctx
 
 
-def apply_owners(ctx: Any, my_id: str, data: dict[str, Any]) -> None:
+def apply_owners(ctx: RunContext, my_id: str, data: dict[str, Any]) -> None:
     """Release lost units now; take gained ones at ``effective_at`` (no unit with two drivers)."""
     new = owners(len(ctx.units), data["workers"]).get(my_id, set())
     old = ctx.owned or set()

@@ -1,14 +1,18 @@
 """What the target holds for a run: the provisioned application, devices and credentials.
 
-Provisioning produces a ``Fleet``; the Locust users only read it. Secrets live in
-``Credentials`` objects whose ``repr`` hides them, so a stray log line or traceback
-never prints one.
+The shared types of the early stages (target, provision, the run, the users), kept in one
+low module so that each stage imports only earlier ones: ``target`` makes a ``Login``,
+``provision`` uses it and produces a ``Fleet``, the Locust users only read it. Secrets live
+in ``Secret`` strings whose ``repr`` hides them, so a stray log line or traceback never
+prints one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from harness.scenario import Scenario
 
 RUN_TAG_KEY = "losant-load-run"
 CLASS_TAG_KEY = "losant-load-class"
@@ -19,6 +23,18 @@ class Secret(str):
 
     def __repr__(self) -> str:
         return "Secret('***')"
+
+
+@dataclass(frozen=True)
+class Login:
+    """How the harness signs in to provision; exactly one way is set."""
+
+    email: str | None = None
+    password: Secret | None = None
+    api_token: Secret | None = None
+
+    def __repr__(self) -> str:
+        return f"Login(email={self.email!r}, password={'***' if self.password else None}, api_token={'***' if self.api_token else None})"
 
 
 @dataclass(frozen=True)
@@ -76,8 +92,7 @@ class Fleet:
         }
 
 
-
-def plan_devices(scenario: Any) -> list[DeviceSpec]:
+def plan_devices(scenario: Scenario) -> list[DeviceSpec]:
     """Every device the scenario's fleet asks for, with the tags and attributes to declare.
 
     Names come from the scenario (deterministic), so a second run with the same run

@@ -15,7 +15,7 @@ import yaml
 from harness import __version__, harness_calls
 from harness.errors import ConfigError
 from harness.limits import LimitsTable, table_from_dict, table_to_dict
-from harness.rundir import epoch_of
+from harness.report.rundata import epoch_of
 
 
 def save_limits(run_dir: Path, table: LimitsTable) -> None:
@@ -97,6 +97,11 @@ def judge_run(run_dir: Path, limits: LimitsTable | None = None, criteria: Any = 
     pacing = (scenario.get("pacing") or {}).get("throttle", "respect")
     summary = build_summary(samples, limits, info, criteria, _read_json(run_dir / "integrity.json"), pacing_mode=pacing,
                             steady=steady_hints(run_dir, meta, scenario))
+    generator = meta.get("generator")
+    if isinstance(generator, dict) and isinstance(generator.get("cpu_seconds"), (int, float)):
+        # the generator's own CPU (rundir.finish_run): per second of run, and per 1,000 requests
+        per_k = 1000 * generator["cpu_seconds"] / len(samples) if len(samples) else None
+        summary["generator"] = {**generator, "cpu_seconds_per_1000_requests": None if per_k is None else round(per_k, 4)}
     own = harness_calls.read(run_dir)
     if own is not None:  # the harness's set-up and tear-down: shown, never judged (harness/harness_calls.py)
         summary["harness_calls"] = own
@@ -118,19 +123,14 @@ def rejudge(run_dir: Path, criteria_file: Path | None = None) -> dict[str, Any]:
     the verdict the run itself reached is kept once, in ``summary.original.json``, and the
     new summary says so under ``rejudged``.
     """
-    from harness.analysis.criteria import parse_criteria
+    from harness.analysis.criteria import load_criteria, parse_criteria
     from harness.analysis.summary import write_summary
 
     run_dir = Path(run_dir)
     if not (run_dir / "scenario.yaml").exists():
         raise ConfigError(f"{run_dir}: not a run folder (no scenario.yaml inside)")
     if criteria_file is not None:
-        try:
-            data = yaml.safe_load(criteria_file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{criteria_file}: cannot read criteria ({exc})") from None
-        section = data.get("criteria", data) if isinstance(data, dict) else data
-        criteria = parse_criteria(section, where=f"{criteria_file}: criteria")
+        criteria = load_criteria(criteria_file)
     else:
         scenario = yaml.safe_load((run_dir / "scenario.yaml").read_text(encoding="utf-8")) or {}
         criteria = parse_criteria(scenario.get("criteria"), where=f"{run_dir / 'scenario.yaml'}: criteria")

@@ -20,14 +20,11 @@ overrides it::
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-import yaml
-
-from harness.errors import ConfigError
+from harness.checking import Checker, InputError, read_yaml
 
 Kind = Literal["rate", "concurrency", "size"]
 WindowModel = Literal["sliding", "fixed", "token_bucket"]
@@ -48,6 +45,11 @@ KEY_KINDS = (
     "connection",  # MQTT: one broker connection
 )
 WINDOW_MODELS = ("sliding", "fixed", "token_bucket")
+#: How a run treats these limits (a scenario's ``pacing.throttle``): keep within them, go over
+#: them on purpose to see the throttle answer, or ignore them. The one list the scenario, the
+#: ledger and the judge share.
+PacingMode = Literal["respect", "probe", "off"]
+PACING_MODES: tuple[PacingMode, ...] = get_args(PacingMode)
 DEVICE_COUNTER_MODES = ("separate", "shared")
 DEVICE_MESSAGE_OPS = ("device.sendState", "device.sendCommand", "device.setConnectionStatus")
 MiB = 1024 * 1024
@@ -160,30 +162,26 @@ class MqttPolicy:
         return min(self.ban_max_seconds, self.ban_seconds * self.ban_factor ** max(0, offences - 1))
 
 
-def _parse_mqtt_policy(data: Any, source: str) -> MqttPolicy:
-    where = f"{source}: mqtt"
-    if not isinstance(data, dict):
-        raise LimitsError(f"{where}: expected a mapping of ban and refusal fields")
-    numbers = ("ban_seconds", "ban_factor", "ban_max_seconds", "ban_forget_seconds")
-    choices = ("refuse_credentials", "refuse_limited")
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in numbers:
-            values[key] = float(_positive_number(value, f"{where}.{key}"))
-        elif key in choices:
-            if value not in MQTT_REFUSALS:
-                raise LimitsError(f"{where}.{key}: {value!r} is not allowed; expected one of {', '.join(MQTT_REFUSALS)}")
-            values[key] = value
-        else:
-            allowed = numbers + choices
-            raise LimitsError(f"{where}: unknown field {key!r}{_did_you_mean(str(key), allowed)}; allowed: {', '.join(allowed)}")
-    if values.get("ban_factor", 2.0) < 1.0:
-        raise LimitsError(f"{where}.ban_factor: {values['ban_factor']!r} is not allowed; expected a number >= 1")
-    return MqttPolicy(**values)
+_POLICY_NUMBERS = ("ban_seconds", "ban_factor", "ban_max_seconds", "ban_forget_seconds")
+_POLICY_CHOICES = ("refuse_credentials", "refuse_limited")
 
 
-class LimitsError(ConfigError):
-    """A limits override file is malformed; the message names the file and field."""
+def _parse_mqtt_policy(c: Checker, data: object) -> MqttPolicy:
+    d = c.mapping("", data, _POLICY_NUMBERS + _POLICY_CHOICES, "a mapping of ban and refusal fields")
+    default = MqttPolicy()
+    numbers = {key: c.number(key, d.get(key), float(getattr(default, key)), lo=1 if key == "ban_factor" else 0,
+                             lo_open=key != "ban_factor")  # a factor below 1 would shorten repeat offenders' bans
+               for key in _POLICY_NUMBERS}
+    return MqttPolicy(ban_seconds=numbers["ban_seconds"], ban_factor=numbers["ban_factor"],
+                      ban_max_seconds=numbers["ban_max_seconds"], ban_forget_seconds=numbers["ban_forget_seconds"],
+                      refuse_credentials=c.choice("refuse_credentials", d.get("refuse_credentials"), MQTT_REFUSALS,
+                                                  default.refuse_credentials),
+                      refuse_limited=c.choice("refuse_limited", d.get("refuse_limited"), MQTT_REFUSALS,
+                                              default.refuse_limited))
+
+
+#: A malformed limits file: the one error type of every input file (``problems``: one line each).
+LimitsError = InputError
 
 
 @dataclass(frozen=True)
@@ -249,111 +247,74 @@ class LimitsTable:
         return replace(self, limits=(merged,) + rest)
 
 
-def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+TOP_FIELDS = ("window_model", "device_counter", "job_seconds", "limits", "mqtt")
+ROW_FIELDS = ("count", "window", "key")
 
 
-def _positive_number(value: Any, where: str, integer: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok:
-        kind = "a positive whole number" if integer else "a positive number"
-        raise LimitsError(f"{where}: {value!r} is not allowed; expected {kind}")
-    return value
+def _override(c: Checker, lim: Limit, fields: object, path: str) -> Limit:
+    """A row with count, window (rate rows) and key (REST rows) overridden as the file says.
 
-
-def _override_mqtt(lim: Limit, fields: Any, where: str) -> Limit:
-    """A broker row with count (and window, for a rate row) overridden; its key is fixed by what the broker counts."""
+    A broker row's key is what the broker counts, so the file may not move it."""
+    allowed = tuple(f for f in ROW_FIELDS if (f != "window" or lim.kind == "rate") and (f != "key" or lim.transport == "rest"))
     if not isinstance(fields, dict):
-        raise LimitsError(f"{where}: expected a mapping with count or window")
-    for fkey, value in fields.items():
-        if fkey == "count":
-            lim = replace(lim, count=int(_positive_number(value, f"{where}.count", integer=True)))
-        elif fkey == "window" and lim.kind == "rate":
-            lim = replace(lim, window=float(_positive_number(value, f"{where}.window")))
+        c.bad(path, fields, f"a mapping with {', '.join(allowed)}")
+        return lim
+    for fkey in fields:
+        if fkey in allowed:
+            continue
+        if fkey in ROW_FIELDS:
+            why = (f"{lim.name} is an MQTT limit, keyed by what the broker counts ({lim.key})" if fkey == "key"
+                   else f"{lim.name} is a {lim.kind} limit and has no window")
+            c.add(f"{path}.{fkey}", f"is not allowed: {why}; allowed: {', '.join(allowed)}")
         else:
-            allowed = "count, window" if lim.kind == "rate" else "count"
-            raise LimitsError(f"{where}: field {fkey!r} is not allowed for this MQTT limit; allowed: {allowed}")
-    return lim
+            c.unknown(f"{path}.{fkey}", str(fkey), allowed)
+    count = c.number(f"{path}.count", fields.get("count"), lim.count, lo=1, integer=True)
+    window = c.number(f"{path}.window", fields.get("window"), lim.window, lo=0, lo_open=True) \
+        if "window" in allowed else lim.window
+    key = c.choice(f"{path}.key", fields.get("key"), KEY_KINDS, lim.key) if "key" in allowed else lim.key
+    return replace(lim, count=count, window=window, key=key)
 
 
-def parse_limits(data: Any, source: str = "<limits>") -> LimitsTable:
-    """Build the table from an override mapping; every error names source and field."""
+def parse_limits(data: object, source: str = "<limits>") -> LimitsTable:
+    """Build the table from an override mapping; one ``LimitsError`` lists every problem with file and field."""
     if data is None:
         return LimitsTable()
+    c = Checker(source)
     if not isinstance(data, dict):
-        raise LimitsError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
-    allowed = ("window_model", "device_counter", "job_seconds", "limits", "mqtt")
-    for key in data:
-        if key not in allowed:
-            raise LimitsError(f"{source}: unknown field {key!r}{_did_you_mean(str(key), allowed)}; allowed: {', '.join(allowed)}")
-    table = LimitsTable()
-    model = data.get("window_model", "sliding")
-    if model not in WINDOW_MODELS:
-        raise LimitsError(f"{source}: window_model: {model!r} is not allowed; expected one of {', '.join(WINDOW_MODELS)}")
-    job_seconds = float(_positive_number(data.get("job_seconds", 2.0), f"{source}: job_seconds"))
-    limits = list(table.limits)
-    names = [lim.name for lim in limits]
-    overrides = data.get("limits") or {}
-    if not isinstance(overrides, dict):
-        raise LimitsError(f"{source}: limits: expected a mapping of limit name to fields")
-    mqtt_rows = list(table.mqtt)
-    mqtt_names = [lim.name for lim in mqtt_rows]
+        c.add("", f"the top level must be a mapping with {', '.join(TOP_FIELDS)}; got {type(data).__name__}")
+        c.check()
+    top = c.mapping("", data, TOP_FIELDS)
+    default = LimitsTable()
+    model = c.choice("window_model", top.get("window_model"), WINDOW_MODELS, default.window_model)
+    job_seconds = c.number("job_seconds", top.get("job_seconds"), default.job_seconds, lo=0, lo_open=True)
+    counter = c.choice("device_counter", top.get("device_counter"), DEVICE_COUNTER_MODES, "separate")
+    limits, mqtt_rows = list(default.limits), list(default.mqtt)
+    names, mqtt_names = [lim.name for lim in limits], [lim.name for lim in mqtt_rows]
+    overrides = c.mapping("limits", top.get("limits"), None, "a mapping of limit name to {count, window, key}")
     for name, fields in overrides.items():
-        where = f"{source}: limits.{name}"
+        path = f"limits.{name}"
         if name in mqtt_names:
-            mqtt_rows[mqtt_names.index(name)] = _override_mqtt(mqtt_rows[mqtt_names.index(name)], fields, where)
+            i = mqtt_names.index(name)
+            mqtt_rows[i] = _override(c, mqtt_rows[i], fields, path)
             continue
-        names_known = names + mqtt_names
         try:
-            i = names.index(table.by_name(str(name)).name)  # a shared row answers to each operation's name too
+            i = names.index(default.by_name(str(name)).name)  # a shared row answers to each operation's name too
         except KeyError:
-            raise LimitsError(f"{where}: unknown limit{_did_you_mean(str(name), names_known)}; "
-                              f"known: {', '.join(names_known)}") from None
-        if not isinstance(fields, dict):
-            raise LimitsError(f"{where}: expected a mapping with count, window or key")
-        lim = limits[i]
-        for fkey, value in fields.items():
-            if fkey == "count":
-                lim = replace(lim, count=int(_positive_number(value, f"{where}.count", integer=True)))
-            elif fkey == "window":
-                if lim.kind != "rate":
-                    raise LimitsError(f"{where}.window: {name} is a {lim.kind} limit and has no window")
-                lim = replace(lim, window=float(_positive_number(value, f"{where}.window")))
-            elif fkey == "key":
-                if value not in KEY_KINDS:
-                    raise LimitsError(f"{where}.key: {value!r} is not allowed; expected one of {', '.join(KEY_KINDS)}")
-                lim = replace(lim, key=value)
-            else:
-                allowed_fields = ("count", "window", "key")
-                raise LimitsError(f"{where}: unknown field {fkey!r}{_did_you_mean(str(fkey), allowed_fields)}; allowed: count, window, key")
-        limits[i] = lim
-    policy = _parse_mqtt_policy(data["mqtt"], source) if data.get("mqtt") is not None else MqttPolicy()
-    table = LimitsTable(tuple(limits), window_model=model, job_seconds=job_seconds, mqtt=tuple(mqtt_rows), mqtt_policy=policy)
-    counter = data.get("device_counter", "separate")
-    if counter not in DEVICE_COUNTER_MODES:
-        raise LimitsError(f"{source}: device_counter: {counter!r} is not allowed; expected one of {', '.join(DEVICE_COUNTER_MODES)}")
-    if counter == "shared":
-        table = table.with_shared_device_counter()
-    return table
+            c.unknown(path, str(name), names + mqtt_names, "limit")
+            continue
+        limits[i] = _override(c, limits[i], fields, path)
+    policy = _parse_mqtt_policy(c.under("mqtt"), top["mqtt"]) if top.get("mqtt") is not None else MqttPolicy()
+    c.check()
+    table = LimitsTable(tuple(limits), window_model=model, job_seconds=job_seconds, mqtt=tuple(mqtt_rows),
+                        mqtt_policy=policy)
+    return table.with_shared_device_counter() if counter == "shared" else table
 
 
 def load_limits(path: str | Path | None) -> LimitsTable:
     """The documented table, or the table with a YAML file's overrides applied."""
     if path is None:
         return LimitsTable()
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LimitsError(f"{p}: cannot read limits file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise LimitsError(f"{p}: not valid YAML ({exc})") from None
-    return parse_limits(data, str(p))
+    return parse_limits(read_yaml(path, "limits file"), str(Path(path)))
 
 
 def table_to_dict(table: LimitsTable) -> dict[str, Any]:

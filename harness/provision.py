@@ -13,28 +13,15 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from harness.errors import HarnessError
-from harness.fleet import CLASS_TAG_KEY, RUN_TAG_KEY, Device, DeviceSpec, Fleet, Secret
+from harness.fleet import CLASS_TAG_KEY, RUN_TAG_KEY, Device, DeviceSpec, Fleet, Login, Secret
 
 APP_PREFIX = "losant-load-"
 PAGE = 1000
-
-
-@dataclass(frozen=True)
-class Login:
-    """How the harness signs in to provision; exactly one way is set."""
-
-    email: str | None = None
-    password: Secret | None = None
-    api_token: Secret | None = None
-
-    def __repr__(self) -> str:
-        return f"Login(email={self.email!r}, password={'***' if self.password else None}, api_token={'***' if self.api_token else None})"
 
 
 def _describe(resp: httpx.Response) -> str:

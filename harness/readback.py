@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -96,10 +97,29 @@ def _times_ms(values: list[Any]) -> np.ndarray:
             return np.array([v[:-1] for v in values], dtype="datetime64[ms]").astype(np.int64)
         except ValueError:
             pass
-    from harness.emulator.timeparse import parse_input_time  # the emulator's rules for any other shape
-
-    parsed = [parse_input_time(v, 0) if v is not None else None for v in values]
+    parsed = [_time_ms(v) for v in values]
     return np.array([UNPARSED if t is None else t for t in parsed], dtype=np.int64)
+
+
+def _time_ms(value: Any) -> int | None:
+    """Epoch ms of a time in another shape an answer may hold: ISO 8601 with an offset or none (UTC),
+    epoch seconds or ms, ``{"$date": ...}``; None if unreadable. (The harness reads the target as a
+    client does: not with the emulator's parser, which is the server's own business.)
+
+    >>> _time_ms("2016-06-13T04:00:00+02:00"), _time_ms(1465790400), _time_ms({"$date": 1465790400000})
+    (1465783200000, 1465790400000, 1465790400000)
+    """
+    if isinstance(value, dict) and "$date" in value:
+        return _time_ms(value["$date"])
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        return int(round(value * 1000 if abs(value) < 1e11 else value))
+    if isinstance(value, str) and value:
+        try:
+            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return int(round((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp() * 1000))
+    return None
 
 
 def fetch_state_times(api: Api, app_id: str, device_id: str, start_ms: int, end_ms: int) -> list[int]:

@@ -19,6 +19,29 @@ label instead, optionally ``label@<bytes>`` (the answer size the scenario built 
 request to have, which lets a refusal be judged) and ``!<ErrorType>`` (the error
 body's ``type`` of a refusal); ``harness/analysis/sizes.py`` reads them.
 
+MQTT devices (``harness/users/mqtt.py``) record five operations in the same row (the
+contract with the MQTT judge, ``harness/analysis/mqtt.py``):
+
+- ``mqtt.connect`` (key: device id): planned = when the connector wanted the CONNECT (the
+  new-connection ledger's slot, or a reconnect back-off's end), sent = the TCP connect and
+  CONNECT, latency until the CONNACK or the failure; status 200 = accepted, 1000 + the CONNACK
+  code when refused (1003 server unavailable: a ban or the new-connection limit, error
+  ``throttled``; 1005 not authorised, ``http``), 0 when no CONNACK came (``connection`` or
+  ``timeout``). Every reconnect attempt is one more row.
+- ``mqtt.publishState`` (key ``<deviceId>:losant/<deviceId>/state``, what the broker counts it by: a
+  gateway publishing for a peripheral, ``<gatewayId>:losant/<peripheralId>/state``): planned = the open-loop timeline's time, latency PUBLISH to PUBACK (QoS 1), status 200,
+  or 0 (``connection``) when the connection was lost first; nbytes = the payload published.
+- ``mqtt.commandDelivery`` (key: receiving device): planned = sent = the operator's send time
+  (stamped in the command's payload), latency until the device's client received it, status
+  200, nbytes = the payload received; a command awaited and never received by the stop: status 0,
+  ``timeout``, latency = stop - sent.
+- ``mqtt.stateVisible`` (key: device; sampled): planned = sent = the PUBLISH's send time, latency
+  until a REST last-value query first returned the state; status 200, or 0 (``timeout``).
+- ``mqtt.disconnect`` (key: device): planned = sent = when the connection was lost, latency 0,
+  status = reason: 1 the broker closed it, 2 the harness closed it (end of run), 3 keep-alive
+  timeout, 4 taken over by another connection (not observable over MQTT 3.1.1: shows as 1), 5
+  dropped on purpose (a storm); error ``connection`` for 1, 3, 4.
+
 Derived, never stored twice: throttled = (status == 429), lateness = sent - planned,
 corrected latency = sent + latency - planned (the response end measured from the
 planned send, which is what HdrHistogram's corrected values reconstruct).
@@ -167,6 +190,8 @@ class Recorder:
     ``drain`` ships them; with a run folder, memory stays at about one chunk
     (41 bytes x ``chunk_rows``).
     """
+
+    enabled = True  # samples are kept (``harness.session.NullRecorder`` keeps none)
 
     def __init__(self, run_dir: Path | None, chunk_rows: int = 1_000_000) -> None:
         if chunk_rows < 1:

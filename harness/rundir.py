@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -18,20 +19,9 @@ from typing import Any, Callable
 import yaml
 
 from harness.harness_calls import HarnessCalls
-
-
-def epoch_of(value: Any) -> float | None:
-    """A ``run.json`` time (ISO 8601, as written here; or epoch seconds) in epoch seconds; None if absent
-    or unreadable."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
-            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
-    return None
+from harness.session import RunContext
+from harness.target import Target
+from harness.report.rundata import epoch_of  # noqa: F401  (run.json times; read by tests and callers here)
 
 
 def check_output_file(path: Path, option: str) -> None:
@@ -83,7 +73,7 @@ def write_run_info(run_dir: Path, scenario: Any, limits: Any, duration: float | 
     (run_dir / "run.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
 
 
-def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = None,
+def finish_run(environment: Any, ctx: RunContext, target: Target, baseline: Path | None = None,
                compare_options: dict[str, Any] | None = None, calls: HarnessCalls | None = None,
                hurried: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """Close the samples, check integrity, analyse, write summary and report; return the summary.
@@ -97,25 +87,25 @@ def finish_run(environment: Any, ctx: Any, target: Any, baseline: Path | None = 
     from harness.readback import read_back
 
     ctx.recorder.close()
-    run_dir: Path = ctx.run_dir
-    if not getattr(ctx.recorder, "enabled", True):
+    run_dir = ctx.run_dir
+    assert run_dir is not None, "a worker's run has no folder: its samples go to the master"
+    if not ctx.recorder.enabled:
         write_locust_stats(environment, run_dir)
         return {"passed": True, "note": "--no-record: no samples were kept, nothing was judged"}
     info_path = run_dir / "run.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
     info.update(ended=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), dropped_sends=ctx.dropped,
-                incomplete=getattr(ctx, "incomplete", None))
+                incomplete=ctx.incomplete, generator=ctx.generator_cpu(time.time()))
     # the ramp-up's end and the stop's start bound the steady window of throughput (judge.steady_hints)
-    for name, attr in (("spawning_complete", "spawned_at"), ("stopping", "stopping_at")):
-        at = getattr(ctx, attr, None)
-        if isinstance(at, (int, float)):
+    for name, at in (("spawning_complete", ctx.spawned_at), ("stopping", ctx.stopping_at)):
+        if at is not None:
             info[name] = datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
     opts = getattr(environment, "parsed_options", None)
     for name, attr in (("users", "num_users"), ("spawn_rate", "spawn_rate")):
         value = getattr(opts, attr, None)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             info.setdefault(name, value)
-    if getattr(ctx, "worker_events", None):
+    if ctx.worker_events:
         info["workers"] = [{**e, "at": datetime.fromtimestamp(e["at"], timezone.utc).isoformat(timespec="milliseconds")}
                            for e in ctx.worker_events]
     info_path.write_text(json.dumps(info, indent=1), encoding="utf-8")

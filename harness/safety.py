@@ -71,13 +71,16 @@ def plan_budget(scenario: Any, limits: LimitsTable) -> Budget:
     the limit); operators: at most one action per minimum think time each, all of them
     possibly aimed at one device (the worst case a per-device limit sees).
     """
+    from harness.schedule.mqtt import MQTT_OPERATIONS
+
     pacing = scenario.pacing
     peaks: dict[str, float] = {}
 
     def add(op: str, per_s: float) -> float:
         """Record the peak per limit; returns the rate the ledger lets ``op`` go at per key."""
         paced = per_s
-        for lim in limits.for_operation(op):
+        rows = limits.for_operation(op) or tuple(lim for lim in limits.mqtt if lim.name in MQTT_OPERATIONS.get(op, ()))
+        for lim in rows:
             if lim.kind == "rate" and lim.window:
                 # what the ledger lets through (schedule.ledger.plan_rule): a probed limit at factor x
                 # its rate, every other one (respect, and what a probe leaves alone) within it
@@ -93,7 +96,12 @@ def plan_budget(scenario: Any, limits: LimitsTable) -> Budget:
     duration = scenario.duration
     payloads = 0
     for cls in scenario.fleet.classes:
-        per_device = add("device.sendState", 1.0 / cls.report_interval)  # respect drops what the limit refuses
+        if getattr(cls, "transport", "rest") == "mqtt":  # states are MQTT messages; connecting and disconnecting are payloads
+            per_device = add("mqtt.publishState", 1.0 / cls.report_interval)
+            add("mqtt.connect", float(cls.count))  # every device connects at once, as the ledger lets them
+            payloads += 2 * cls.count
+        else:
+            per_device = add("device.sendState", 1.0 / cls.report_interval)  # respect drops what the limit refuses
         streams = cls.total_devices
         payloads += math.ceil(streams * duration * per_device - 1e-9) * cls.batch_size
         if cls.connection_status:
@@ -111,8 +119,10 @@ def plan_budget(scenario: Any, limits: LimitsTable) -> Budget:
             elif a.action == "send_command_tag":
                 payloads += math.ceil(share * duration) * scenario.total_devices
     work, uploads, seeded, extra = _limited_work(scenario, limits)
-    plans = tuple(LimitPlan(name, limits.by_name(name).count / (limits.by_name(name).window or 1.0), peak)
-                  for name, peak in sorted(peaks.items()))
+    def row(name: str) -> Any:
+        return limits.mqtt_limit(name) if name.startswith("mqtt.") else limits.by_name(name)
+
+    plans = tuple(LimitPlan(name, row(name).count / (row(name).window or 1.0), peak) for name, peak in sorted(peaks.items()))
     return Budget(plans, payloads + extra, pacing.throttle == "probe", work, uploads, seeded, _table_fill(scenario, limits))
 
 
@@ -207,9 +217,11 @@ def pacing_warnings(scenario: Any, limits: LimitsTable) -> list[str]:
     """
     if scenario.pacing.throttle != "respect":
         return []
-    out = []
+    out = mqtt_plan(scenario, limits)
     for cls in scenario.fleet.classes:
-        for lim in limits.for_operation("device.sendState"):
+        rows = [limits.mqtt_limit("mqtt.publishIn")] if getattr(cls, "transport", "rest") == "mqtt" \
+            else limits.for_operation("device.sendState")
+        for lim in rows:
             if lim.kind != "rate" or not lim.window:
                 continue
             allowed = lim.count / lim.window * (1 - scenario.pacing.margin)
@@ -220,3 +232,22 @@ def pacing_warnings(scenario: Any, limits: LimitsTable) -> list[str]:
                            + (f" less the {scenario.pacing.margin:.1%} margin" if scenario.pacing.margin else "")
                            + ") and counts the rest as dropped")
     return out
+
+
+def mqtt_plan(scenario: Any, limits: LimitsTable) -> list[str]:
+    """How long the MQTT devices take to be connected, when respect mode keeps the broker's
+    new-connection limit (the first ``count`` at once, each further ``count`` a window later)."""
+    from harness.schedule import full_connection_seconds
+
+    devices = sum(c.count for c in scenario.fleet.classes if getattr(c, "transport", "rest") == "mqtt")
+    if not devices:
+        return []
+    lim = limits.mqtt_limit("mqtt.newConnections")
+    window = float(lim.window or 0.0)
+    allowed = max(1, int(lim.count * (1 - scenario.pacing.margin)))
+    seconds = full_connection_seconds(devices, allowed, window)
+    text = (f"{devices} MQTT connections within mqtt.newConnections ({lim.count} per {window:g} s per application): "
+            f"the fleet is fully connected after about {seconds:g} s")
+    if seconds >= scenario.duration:
+        text += f", not within the run's {scenario.duration:g} s (states of devices not yet connected are skipped)"
+    return [text]

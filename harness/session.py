@@ -1,10 +1,18 @@
-"""The run's shared context: what every user of a Locust process reads and writes.
+"""The running run: what every user of a Locust process reads and writes.
 
 One ``RunContext`` per run (a test start in the web UI, or a headless run) holds the
 scenario, the provisioned fleet, the throttle ledger, the sample recorder and the
 log of accepted states the integrity check reads back. Users claim units of work
 from it (a device, a gateway with its peripherals, a chunk of the fleet) and give
 them back when stopped, so the web UI can change the user count mid-run.
+
+It lives on Locust's ``Environment`` (``set_run``/``run_of``, the one accessor): the
+users get the environment from Locust and nothing else, and a module global would
+outlive the run (the web UI starts several in one process).
+
+This module sits before the users in import order: it owns what they share
+(``Reporter``, ``Unit``, the ``SampleSink`` a call writes into), so no user module
+imports the run's life cycle and no import cycle hides behind ``TYPE_CHECKING``.
 
 In a distributed run each worker owns a share of the units (``harness.distributed``);
 its one fleet user drives exactly the owned units, and re-reads them when the
@@ -15,19 +23,17 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from harness.accepted import AcceptedLog
-from harness.fleet import Device, Fleet
+from harness.fleet import Device, Fleet, Login
 from harness.harness_calls import HarnessCalls
 from harness.limits import LimitsTable
-from harness.provision import Login
-from harness.record import Recorder
+from harness.record import Recorder, Samples
 from harness.schedule import FleetTimeline, Ledger, Ticket, device_streams, stable_seed
-from harness.scenario import DEVICES_PER_FLEET_USER, Scenario, device_rng, make_state_generator
-from harness.users.devices import Reporter
+from harness.scenario import DEVICES_PER_FLEET_USER, DEVICES_PER_MQTT_USER, OperatorAction, Scenario, device_rng, make_state_generator
 
 SPILL_ROWS = 200_000
 #: How long a live tenant's jobs are assumed to run when the scenario does not say
@@ -58,6 +64,33 @@ class _Keys(dict[str, str]):
         return self.key
 
 
+class SampleSink(Protocol):
+    """What ``LosantUser.call`` writes one sample into: the run's recorder, the no-op recorder of
+    ``--no-record``, or the harness's own-call tally during the stop (``HarnessCalls.recorder``)."""
+
+    enabled: bool
+
+    def op_code(self, name: str) -> int: ...
+
+    def key_code(self, key: str) -> int: ...
+
+    def record(self, op: int, key: int, planned: float, sent: float, latency: float,
+               status: int, nbytes: int, error: int) -> None: ...
+
+
+class RunRecorder(SampleSink, Protocol):
+    """The run's recorder: a sink the life cycle closes, the web UI reads live, and a distributed
+    run ships between processes (``Recorder``, or ``NullRecorder``)."""
+
+    def close(self) -> None: ...
+
+    def samples(self) -> Samples: ...
+
+    def drain(self) -> dict[str, Any]: ...
+
+    def ingest(self, batch: dict[str, Any]) -> int: ...
+
+
 class NullRecorder:
     """Keeps nothing: only for measuring what recording costs (``--no-record``)."""
 
@@ -69,14 +102,42 @@ class NullRecorder:
     def key_code(self, key: str) -> int:
         return 0
 
-    def record(self, *args: Any) -> None:
+    def record(self, op: int, key: int, planned: float, sent: float, latency: float,
+               status: int, nbytes: int, error: int) -> None:
         pass
 
     def close(self) -> None:
         pass
 
-    def samples(self) -> Any:
+    def samples(self) -> Samples:
         return Recorder(None).samples()
+
+    def drain(self) -> dict[str, Any]:
+        return Recorder(None).drain()
+
+    def ingest(self, batch: dict[str, Any]) -> int:
+        return 0
+
+
+def make_recorder(run_dir: Path | None, record: bool = True) -> RunRecorder:
+    """The run's recorder; 200,000-row chunks: a spill to disk pauses the event loop for ~25 ms,
+    once per 200,000 requests, too rare to move the lateness p99 (a 1,000,000-row chunk pauses
+    ~120 ms). A worker (no run folder) keeps its rows until it ships them to the master."""
+    return Recorder(run_dir, chunk_rows=SPILL_ROWS) if record else NullRecorder()
+
+
+@dataclass
+class Reporter:
+    """One device whose state a loop sends, and whose token it uses."""
+
+    device: Device
+    auth_id: str  # the device that authenticates: itself, or its gateway
+    state: Callable[[], dict[str, Any]]  # the next state's data
+    batch_size: int
+    polls: bool  # connects itself: polls commands, sets its connection status (peripherals do not)
+    interval: float = 1.0  # seconds between its state reports (a send that cannot go within one is dropped)
+    connection_status: bool = False
+    paths: dict[str, str] = field(default_factory=dict)  # request paths, built once
 
 
 @dataclass(frozen=True)
@@ -96,7 +157,11 @@ def plan_units(scenario: Scenario, fleet: Fleet) -> list[Unit]:
     for cls in scenario.fleet.classes:
         groups = [(d, [d] + [by_id[p] for p in d.peripheral_ids])
                   for d in fleet.by_class(cls.name) if d.kind != "peripheral"]
-        if scenario.fleet.mode == "multiplexed":
+        if cls.transport == "mqtt":  # chunks of broker connections, whatever the mode (harness.users.mqtt)
+            flat = [dev for _, group in groups for dev in group]
+            for i in range(0, len(flat), DEVICES_PER_MQTT_USER):
+                units.append(Unit(len(units), "mqtt", cls.name, tuple(flat[i:i + DEVICES_PER_MQTT_USER])))
+        elif scenario.fleet.mode == "multiplexed":
             flat = [dev for _, group in groups for dev in group]
             for i in range(0, len(flat), DEVICES_PER_FLEET_USER):
                 units.append(Unit(len(units), "multiplexed", cls.name, tuple(flat[i:i + DEVICES_PER_FLEET_USER])))
@@ -110,56 +175,94 @@ def _nothing() -> None:
     pass
 
 
+@dataclass(eq=False)
 class RunContext:
-    """Shared, mutable state of one run inside one Locust process."""
+    """Shared, mutable state of one run inside one Locust process; every attribute declared here."""
 
-    def __init__(self, scenario: Scenario, fleet: Fleet, login: Login, limits: LimitsTable,
-                 run_dir: Path | None, record: bool = True, start: float | None = None) -> None:
-        self.scenario, self.fleet, self.login, self.limits = scenario, fleet, login, limits
-        self.run_dir = run_dir
-        pacing = scenario.pacing
-        self.paced = pacing.throttle != "off"  # every call is admitted by the ledger at its actual send time
-        self.probing = pacing.throttle == "probe"  # probed limits are also reserved on planned times
+    scenario: Scenario
+    fleet: Fleet
+    login: Login
+    limits: LimitsTable
+    run_dir: Path | None  # None on a worker: its samples travel to the master's run folder
+    recorder: RunRecorder
+    #: One origin for every timeline (and every worker), so phases spread across the whole fleet.
+    start: float = field(default_factory=time.time)
+
+    paced: bool = field(init=False)  # every call is admitted by the ledger at its actual send time
+    probing: bool = field(init=False)  # probed limits are also reserved on planned times
+    job_min: float | None = field(init=False)  # how long the target's jobs run (harness.schedule.ledger)
+    job_max: float = field(init=False)
+    ledger: Ledger = field(init=False)
+    #: probe rounds of the operators' limited actions: (limit, key) -> (earliest next round,
+    #: the operation that ran the last one) (harness.users.probes.run_round)
+    probe_rounds: dict[tuple[str, str], tuple[float, str]] = field(init=False, default_factory=dict)
+    units: list[Unit] = field(init=False)
+    free: dict[str, deque[Unit]] = field(init=False)
+    position: dict[str, int] = field(init=False)
+    classes: dict[str, Any] = field(init=False)  # device class name -> scenario DeviceClass
+    #: every accepted state of every device, 4 bytes each: what the integrity check reads back
+    accepted: AcceptedLog = field(init=False)
+    throttled_count: int = field(init=False, default=0)
+    dropped: int = field(init=False, default=0)  # open-loop sends the ledger could not fit in their slot
+    _keys: dict[str, dict[str, str]] = field(init=False, default_factory=dict)
+    owned: set[int] | None = field(init=False, default=None)  # distributed: unit indexes this worker drives
+    owned_devices: list[Device] | None = field(init=False, default=None)
+    owner_version: int = field(init=False, default=0)
+    #: Called by a reporting user once its reporters, tokens and timeline exist (see
+    #: harness.gc_policy.freeze_new: the run freezes them out of the collector's reach).
+    on_user_ready: Callable[[], None] = field(init=False, default_factory=lambda: _nothing)
+    # Life-cycle facts the life cycle records and rundir/report read back.
+    incomplete: str | None = field(init=False, default=None)  # why the run ended before its planned end
+    spawned_at: float | None = field(init=False, default=None)  # end of the ramp-up (epoch seconds)
+    stopping_at: float | None = field(init=False, default=None)  # start of the stop
+    progress: Any = field(init=False, default=None)  # the headless progress greenlet (gevent is untyped)
+    sent_counters: dict[str, int] = field(init=False, default_factory=dict)  # distributed: already reported
+    worker_events: list[dict[str, Any]] = field(init=False, default_factory=list)  # workers joining, leaving
+    #: The harness's own calls (set-up, the stop's disconnect announcements, read-back): never judged.
+    own_calls: HarnessCalls = field(init=False, default_factory=HarnessCalls)
+    hurried: bool = field(init=False, default=False)  # a second Ctrl-C: skip disconnects and the read-back
+    #: The generator's own CPU: process CPU seconds (user + sys) at the run's start, and what each
+    #: worker of a distributed run reported at its end (worker id -> CPU seconds of its run).
+    cpu_at_start: float = field(init=False, default_factory=time.process_time)
+    worker_cpu: dict[str, float] = field(init=False, default_factory=dict)
+    #: MQTT devices: the broker's URL (the embedded emulator's, or the scenario's ``target.mqtt_url``) and
+    #: the run's ``harness.users.mqtt_hub.MqttHub`` (made by the first MQTT user; operators stamp commands)
+    mqtt_url: str = field(init=False, default="")
+    mqtt: Any = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        pacing = self.scenario.pacing
+        self.paced = pacing.throttle != "off"
+        self.probing = pacing.throttle == "probe"
         # concurrency limits are paced as count jobs per longest job (harness.schedule.ledger)
-        self.job_min, self.job_max = job_bounds(scenario, limits)
+        self.job_min, self.job_max = job_bounds(self.scenario, self.limits)
+        limits = self.limits
         paced = limits if self.job_max == limits.job_seconds else replace(limits, job_seconds=self.job_max)
         self.ledger = Ledger(paced, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
-        #: probe rounds of the operators' limited actions: (limit, key) -> (earliest next round,
-        #: the operation that ran the last one) (harness.users.probes.run_round)
-        self.probe_rounds: dict[tuple[str, str], tuple[float, str]] = {}
-        # 200,000-row chunks: a spill to disk pauses the event loop for ~25 ms, once per 200,000
-        # requests, too rare to move the lateness p99 (a 1,000,000-row chunk pauses ~120 ms)
-        self.recorder: Any = Recorder(run_dir, chunk_rows=SPILL_ROWS) if record else NullRecorder()
-        self.units = plan_units(scenario, fleet)
-        self.free: dict[str, deque[Unit]] = {"standalone": deque(), "gateway": deque(), "multiplexed": deque()}
+        self.units = plan_units(self.scenario, self.fleet)
+        self.free = {"standalone": deque(), "gateway": deque(), "multiplexed": deque()}
         for u in self.units:
-            self.free[u.kind].append(u)
-        # one origin for every timeline (and every worker), so phases spread across the whole fleet
-        self.start = time.time() if start is None else start
-        self.position = {p.name: i for c in scenario.fleet.classes for i, p in enumerate(c.devices(scenario.run_tag))}
-        self.classes = {c.name: c for c in scenario.fleet.classes}
-        # every accepted state of every device, 4 bytes each: what the integrity check reads back
+            self.free.setdefault(u.kind, deque()).append(u)
+        self.position = {p.name: i for c in self.scenario.fleet.classes
+                         for i, p in enumerate(c.devices(self.scenario.run_tag))}
+        self.classes = {c.name: c for c in self.scenario.fleet.classes}
         self.accepted = AcceptedLog(int(self.start * 1000))
-        self.throttled_count = 0
-        self.dropped = 0  # open-loop sends the throttle ledger could not fit in their slot (never sent)
-        self._keys: dict[str, dict[str, str]] = {}
-        self.owned: set[int] | None = None  # distributed: unit indexes this worker drives
-        self.owned_devices: list[Device] | None = None
-        self.owner_version = 0
-        #: Called by a reporting user once its reporters, tokens and timeline exist (see
-        #: plugin._freeze_heap: the run freezes them out of the collector's reach).
-        self.on_user_ready: Callable[[], None] = _nothing
-        # Life-cycle facts the plugin records and rundir/report read back (declared here so that
-        # every reader sees one typed attribute instead of probing with getattr).
-        self.incomplete: str | None = None  # why the run ended before its planned end
-        self.spawned_at: float | None = None  # end of the ramp-up (epoch seconds)
-        self.stopping_at: float | None = None  # start of the stop
-        self.progress: Any = None  # the progress greenlet (gevent is untyped)
-        self.sent_counters: dict[str, Any] = {}  # distributed: what this worker already reported
-        self.worker_events: list[dict[str, Any]] = []  # distributed: workers joining and leaving
-        #: The harness's own calls (set-up, the stop's disconnect announcements, read-back): never judged.
-        self.own_calls = HarnessCalls()
-        self.hurried = False  # a second Ctrl-C: skip the disconnect announcements and the read-back
+
+    def cpu_seconds(self) -> float:
+        """This process's CPU seconds (user + sys) since the run started."""
+        return time.process_time() - self.cpu_at_start
+
+    def generator_cpu(self, now: float) -> dict[str, Any]:
+        """What the generator's processes spent (``run.json``'s ``generator``): CPU seconds and CPU per second of
+        run, per process; ``cpu_percent`` is the busiest process's (one process saturates at 100%)."""
+        wall = max(now - self.start, 1e-6)
+        main = "master" if self.worker_cpu else "harness"
+        spent = [(main, self.cpu_seconds()), *((f"worker {w}", c) for w, c in sorted(self.worker_cpu.items()))]
+        processes: list[dict[str, Any]] = [
+            {"process": name, "cpu_seconds": round(cpu, 3), "cpu_percent": round(100 * cpu / wall, 1)}
+            for name, cpu in spent]
+        return {"wall_seconds": round(wall, 3), "cpu_seconds": round(sum(c for _, c in spent), 3),
+                "cpu_percent": round(100 * max(c for _, c in spent) / wall, 1), "processes": processes}
 
     # -- ownership (distributed runs) ------------------------------------------
     def set_owned(self, owned: set[int], version: int) -> None:
@@ -173,12 +276,6 @@ class RunContext:
         return self.owned_devices if self.owned_devices is not None else self.fleet.devices
 
     # -- recording -------------------------------------------------------------
-    def live_snapshot(self) -> dict[str, Any]:
-        """What the web UI's Throttles tab shows, from the samples still in memory."""
-        from harness.live import live_snapshot
-
-        return live_snapshot(self.recorder.samples(), self.limits)
-
     def accepted_states(self, device_id: str, times_ms: list[int]) -> None:
         self.accepted.add(device_id, times_ms)
 
@@ -237,7 +334,7 @@ class RunContext:
         run (fleet user) every unit this worker owns."""
         if self.owned is not None and kind == "multiplexed":
             return [u for u in self.units if u.index in self.owned]
-        queue = self.free[kind]
+        queue = self.free.setdefault(kind, deque())
         return [queue.popleft()] if queue else []
 
     def release(self, units: list[Unit]) -> None:
@@ -247,7 +344,7 @@ class RunContext:
                 self.free[u.kind].append(u)
 
     def reporters_for(self, units: list[Unit]) -> list[Reporter]:
-        out = []
+        out: list[Reporter] = []
         for u in units:
             cls = self.classes[u.class_name]
             interval = self.state_interval(cls.report_interval)
@@ -275,5 +372,21 @@ class RunContext:
         timeline.skip_to(time.time())
         return timeline
 
-    def operator_actions(self) -> list[Any]:
+    def operator_actions(self) -> list[OperatorAction]:
         return list(self.scenario.operators.actions)
+
+
+#: The attribute of Locust's ``Environment`` that holds the running run (Locust's class has no
+#: slot for it: ``set_run`` and ``run_of`` are the only readers and writers).
+_RUN_ATTR = "losant_run"
+
+
+def set_run(environment: Any, run: RunContext | None) -> None:
+    """Make ``run`` the environment's running run (None: the run could not be prepared)."""
+    setattr(environment, _RUN_ATTR, run)
+
+
+def run_of(environment: Any) -> RunContext | None:
+    """The environment's running run, or None before the first test start (or after a failed one)."""
+    run = getattr(environment, _RUN_ATTR, None)
+    return run if isinstance(run, RunContext) else None

@@ -15,23 +15,31 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import ConfigError
-from harness.fleet import Secret
-from harness.provision import Login
+from harness.fleet import Login, Secret
+from harness.scenario.model import CREDENTIAL_ENV, LIVE_MQTT_URL
 
-ENV_VARS = {
-    "user": ("LOSANT_EMAIL", "LOSANT_PASSWORD"),
-    "token": ("LOSANT_API_TOKEN",),
-    "key": ("LOSANT_ACCESS_KEY", "LOSANT_ACCESS_SECRET"),
-}
+ENV_VARS = CREDENTIAL_ENV  # the one list of credential variables, beside the scenario's target.auth
 
 
-def safe_url(url: str) -> str:
-    """The URL with any user-info removed, for logs and reports."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+def safe_url(url: str | None) -> str:
+    """The URL without credentials, query or fragment: what logs, reports and run files may show.
+
+    >>> safe_url("https://user:s3cret@api.losant.com:443/applications?token=abc#x")
+    'https://api.losant.com:443/applications'
+    >>> safe_url("")
+    ''
+    """
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        netloc = host + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "(unparseable URL hidden)"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def login_from_env(auth: str, env: dict[str, str] | None = None) -> Login:
@@ -59,6 +67,9 @@ class Target:
     live: bool
     application_id: str | None
     emulator: Any = None  # EmulatorProcess while the embedded emulator runs
+    #: The MQTT broker: the scenario's ``target.mqtt_url`` (live; Losant's own by default), or the
+    #: embedded emulator's, read from its start line (a free port each run: ``--mqtt-port 0``)
+    mqtt_url: str = ""
 
     def stop(self) -> None:
         if self.emulator is not None:
@@ -74,11 +85,15 @@ def open_target(scenario: Any, scenario_path: Path | None, target_url: str | Non
     url = target_url or (tgt.url if tgt.kind == "live" else None)
     if url:
         login = login_from_env(auth or getattr(tgt, "auth", "user") or "user")
-        return Target(url.rstrip("/"), login, live=True, application_id=getattr(tgt, "application_id", None))
+        return Target(url.rstrip("/"), login, live=True, application_id=getattr(tgt, "application_id", None),
+                      mqtt_url=getattr(tgt, "mqtt_url", None) or LIVE_MQTT_URL)
     from harness.emulator.process import EmulatorProcess
 
     password = secrets.token_urlsafe(18)
-    proc = EmulatorProcess(email="load@emulator.local", password=password, limits=str(limits) if limits else None)
+    # MQTT devices: the broker's admin endpoint (loopback only) lets a scenario drop every connection (a storm)
+    mqtt = any(getattr(c, "transport", "rest") == "mqtt" for c in scenario.fleet.classes)
+    proc = EmulatorProcess(email="load@emulator.local", password=password, limits=str(limits) if limits else None,
+                           admin=mqtt or None)
     proc.start()
     login = Login(email="load@emulator.local", password=Secret(password))
-    return Target(proc.url, login, live=False, application_id=None, emulator=proc)
+    return Target(proc.url, login, live=False, application_id=None, emulator=proc, mqtt_url=proc.mqtt_url)

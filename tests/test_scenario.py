@@ -194,10 +194,10 @@ def test_unknown_keys_get_did_you_mean() -> None:
     data["pacing"] = {"throtle": "off"}
     assert problems_of(data) == [
         "scenarios/x.yaml: durration: unknown field (did you mean 'duration'?); allowed: name, description, target, "
-        "duration, ramp_up, run_tag, seed, fleet, operators, pacing, integrity, criteria",
+        "duration, ramp_up, run_tag, seed, fleet, operators, pacing, integrity, events, criteria",
         "scenarios/x.yaml: fleet.classes[0].reprot_interval: unknown field (did you mean 'report_interval'?); "
         "allowed: name, count, kind, peripherals, tags, attributes, report_interval, jitter, batch_size, "
-        "command_poll_interval, connection_status",
+        "command_poll_interval, connection_status, transport",
         "scenarios/x.yaml: pacing.throtle: unknown field (did you mean 'throttle'?); allowed: throttle, margin, probe",
     ]
 

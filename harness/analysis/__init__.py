@@ -4,7 +4,8 @@ Modules: ``percentiles`` (exact order statistics, per-bucket series), ``throughp
 (counts, rates), ``windows`` + ``judgement`` + ``conformance`` (did the target throttle
 as documented), ``concurrency`` (one running job at a time) and ``sizes`` (answer and
 body caps) joined into it, ``documented`` (the 18 documented rows, each driven or not,
-with its verdict), ``integrity`` (lost writes), ``criteria`` (pass/fail), ``summary``
+with its verdict), ``mqtt`` (MQTT connections, storms and the broker judge, whose findings join
+the conformance total), ``integrity`` (lost writes), ``criteria`` (pass/fail), ``summary``
 (``summary.json``; fields in docs/SUMMARY.md).
 """
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.checking import parse_duration
 from harness.errors import ConfigError
 from harness.limits import Limit, LimitsTable
 from harness.record import Samples
@@ -76,8 +77,6 @@ class JobLength:
 def job_length(stated: Any, target_kind: str | None, table: LimitsTable) -> JobLength:
     """The job lengths to judge with (module docstring); ``stated`` is the scenario's ``target.job_seconds``
     (seconds or a duration like ``30s``, or ``{min, max}`` of those, as ``harness.scenario`` accepts it)."""
-    from harness.scenario.checks import parse_duration
-
     where = "target.job_seconds"
     if stated is not None:
         def seconds(value: Any, field: str) -> float:

@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.limits import Limit, LimitsTable
+from harness.limits import PACING_MODES, Limit, LimitsTable
 from harness.record import Samples
 
 from . import concurrency as conc
@@ -73,7 +73,6 @@ from .documented import ROWS, documented_rows, rows_summary
 from .judgement import exact_accepted, judge, peaks, quick_for
 from .windows import MODELS, SLACK, KeyedCalls, arrange, could_sliding, sure_sliding
 
-PACING_MODES = ("respect", "probe", "off")  # harness.scenario ThrottleMode
 FINDING_KINDS = ("false_throttle", "missed_throttle", "undocumented_throttle", "throttled_while_respecting",
                  *sizes.SIZE_KINDS)
 SIZE_BASE = 4  # FINDING_KINDS index of sizes.SIZE_KINDS[0]

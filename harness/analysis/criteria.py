@@ -28,11 +28,11 @@ the waiting that a stalled sender imposes (coordinated omission).
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
-from harness.errors import ConfigError
+from harness.checking import Checker, read_yaml
 
 from .percentiles import LABELS
 
@@ -66,88 +66,73 @@ class Verdict:
         return asdict(self)
 
 
-def _hint(word: str, allowed: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def parse_criteria(data: object, where: str = "criteria", known_ops: Iterable[str] | None = None, *,
+                   checker: Checker | None = None) -> Criteria:
+    """Validate the section; one ``InputError`` (a ``ConfigError``) lists every problem, one per line.
 
-
-@dataclass
-class _Problems:
-    where: str
-    lines: list[str] = field(default_factory=list)
-
-    def add(self, path: str, value: Any, expected: str) -> None:
-        self.lines.append(f"{self.where}.{path}: {value!r} is not allowed; expected {expected}")
-
-    def number(self, path: str, value: Any, lo: float, hi: float | None, integer: bool = False,
-               lo_open: bool = False) -> float | None:
-        if value is None:
-            return None
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = ok and (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
-        if integer:
-            ok = ok and float(value).is_integer()
-        if not ok:
-            kind = "a whole number" if integer else "a number"
-            rng = f"{'above' if lo_open else 'at least'} {lo:g}" + (f" and at most {hi:g}" if hi is not None else "")
-            self.add(path, value, f"{kind} {rng}")
-            return None
-        return int(value) if integer else float(value)
-
-
-def parse_criteria(data: dict[str, Any] | None, where: str = "criteria",
-                   known_ops: Iterable[str] | None = None) -> Criteria:
-    """Validate the section; raise one ``ConfigError`` listing every problem, one per line.
+    ``where`` is ``"<file>: criteria"`` as the messages print it; a scenario passes its own
+    ``checker`` (at its ``criteria`` section) instead, so these problems join the file's list
+    and nothing is raised here.
 
     >>> parse_criteria({"latency": {"*": {"p99": 500}}}, "s.yaml: criteria").latency
     (('*', 'p99', 500.0),)
     """
+    c = checker if checker is not None else Checker.at(where)
+    criteria = _parse(c, data, known_ops)
+    if checker is None:
+        c.check()
+    return criteria
+
+
+def load_criteria(path: str | Path) -> Criteria:
+    """The criteria of a file for ``analyze --criteria``: a ``criteria:`` section (a scenario file
+    will do) or the section's fields at the top level."""
+    data = read_yaml(path, "criteria file")
+    section = data.get("criteria", data) if isinstance(data, dict) else data
+    return parse_criteria(section, f"{path}: criteria")
+
+
+def _parse(c: Checker, data: object, known_ops: Iterable[str] | None) -> Criteria:
     if data is None:
         return Criteria()
-    p = _Problems(where)
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: {data!r} is not allowed; expected a mapping with {', '.join(FIELDS)}")
-    for key in data:
-        if key not in FIELDS:
-            p.lines.append(f"{where}: unknown field {key!r}{_hint(str(key), FIELDS)}; allowed: {', '.join(FIELDS)}")
+        c.bad("", data, f"a mapping with {', '.join(FIELDS)}")
+        return Criteria()
+    c.mapping("", data, FIELDS)
     latency: list[tuple[str, str, float]] = []
-    lat = data.get("latency")
-    known = set(known_ops) if known_ops is not None else None
-    if lat is not None and not isinstance(lat, dict):
-        p.add("latency", lat, 'a mapping of operation name (or "*") to {percentile: bound in ms}')
-    for op, bounds in (lat or {}).items() if isinstance(lat, dict) else ():
+    lat = c.mapping("latency", data.get("latency"), None,
+                    'a mapping of operation name (or "*") to {percentile: bound in ms}')
+    known = sorted(set(known_ops)) if known_ops is not None else None
+    for op, bounds in lat.items():
         if not isinstance(op, str) or not op:
-            p.add("latency", op, 'an operation name or "*"')
+            c.bad("latency", op, 'an operation name or "*"')
             continue
         if known is not None and op != "*" and op not in known:
-            p.lines.append(f"{where}.latency: unknown operation {op!r}{_hint(op, sorted(known))}")
+            c.unknown(f"latency.{op}", op, known, "operation", '"*" or an operation the harness calls')
             continue
         if not isinstance(bounds, dict) or not bounds:
-            p.add(f"latency.{op}", bounds, f"a mapping of percentile ({', '.join(LABELS)}) to a bound in ms")
+            c.bad(f"latency.{op}", bounds, f"a mapping of percentile ({', '.join(LABELS)}) to a bound in ms")
             continue
         for label, bound in bounds.items():
             if label not in LABELS:
-                p.lines.append(f"{where}.latency.{op}: unknown percentile {label!r}{_hint(str(label), LABELS)}; "
-                               f"allowed: {', '.join(LABELS)}")
+                c.unknown(f"latency.{op}.{label}", str(label), LABELS, "percentile")
                 continue
-            value = p.number(f"latency.{op}.{label}", bound, 0, None, lo_open=True)
+            value = c.number(f"latency.{op}.{label}", bound, None, lo=0, lo_open=True)
             if value is not None:
                 latency.append((op, label, value))
-    basis = data.get("latency_basis", "corrected")
-    if basis not in BASES:
-        p.lines.append(f"{where}.latency_basis: {basis!r} is not allowed; expected one of {', '.join(BASES)}"
-                       f"{_hint(str(basis), BASES)}")
-    fields: dict[str, Any] = {}
-    for name, lo, hi, integer, lo_open in (("max_error_rate", 0, 1, False, False),
-                                           ("max_throttled_rate", 0, 1, False, False),
-                                           ("lost_writes", 0, None, True, False),
-                                           ("conformance_findings", 0, None, True, False),
-                                           ("min_throughput", 0, None, False, True)):
-        if name in data:
-            fields[name] = p.number(name, data[name], lo, hi, integer, lo_open)
-    if p.lines:
-        raise ConfigError("\n".join(p.lines))
-    return Criteria(latency=tuple(latency), latency_basis=basis, **fields)
+    basis = c.choice("latency_basis", data.get("latency_basis"), BASES, "corrected")
+    dflt = Criteria()  # a field left out keeps its default; null switches it off
+
+    def count(name: str, default: int | None) -> int | None:
+        return c.number(name, data.get(name), None, lo=0, integer=True) if name in data else default
+
+    return Criteria(
+        latency=tuple(latency), latency_basis=basis,
+        max_error_rate=c.number("max_error_rate", data.get("max_error_rate"), None, lo=0, hi=1),
+        max_throttled_rate=c.number("max_throttled_rate", data.get("max_throttled_rate"), None, lo=0, hi=1),
+        lost_writes=count("lost_writes", dflt.lost_writes),
+        conformance_findings=count("conformance_findings", dflt.conformance_findings),
+        min_throughput=c.number("min_throughput", data.get("min_throughput"), None, lo=0, lo_open=True))
 
 
 def _verdict(name: str, bound: Any, measured: Any, ok: bool | None, unit: str = "", detail: str = "") -> Verdict:

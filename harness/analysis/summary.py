@@ -32,6 +32,7 @@ from . import throughput as tp
 from .concurrency import JobLength, job_length
 from .conformance import check_conformance
 from .criteria import Criteria, evaluate, passed
+from .mqtt import analyze_mqtt, has_mqtt, merge_into_conformance
 from .percentiles import (LABELS, SERIES_LABELS, bucket_index, exact_percentiles, grouped_order, grouped_percentiles,
                           percentile_series)
 
@@ -143,6 +144,10 @@ def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
             "rule": conf.rule,
         },
     }
+    if has_mqtt(samples):  # MQTT devices: their block, and their findings in the one conformance total
+        out["mqtt"] = analyze_mqtt(samples, table, stop_at=(steady or {}).get("stopping"), pacing_mode=pacing_mode,
+                                   max_findings=max_findings)
+        merge_into_conformance(out["conformance"], out["mqtt"], max_findings)
     if series and n:
         out["series"] = build_series(samples, t0, t_end, bucket)
     return out

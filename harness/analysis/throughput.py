@@ -54,11 +54,12 @@ def counts_by_op(samples: Samples) -> dict[str, np.ndarray]:
 
 def status_counts(samples: Samples) -> dict[int, dict[str, int]]:
     """{op code: {"200": n, "429": n, ...}} (status as a string: JSON keys are strings)."""
-    packed = samples.op.astype(np.int64) * 1000 + np.clip(samples.status, 0, 999)
+    # MQTT statuses go past 999 (1000 + a CONNACK code, harness/record.py): 16-bit statuses fit whole
+    packed = samples.op.astype(np.int64) * 65536 + np.clip(samples.status.astype(np.int64), 0, 65535)
     values, counts = np.unique(packed, return_counts=True)
     out: dict[int, dict[str, int]] = {}
     for v, c in zip(values.tolist(), counts.tolist()):
-        out.setdefault(v // 1000, {})[str(v % 1000)] = c
+        out.setdefault(v // 65536, {})[str(v % 65536)] = c
     return out
 
 

@@ -16,7 +16,7 @@ Reliability options (docs/RELIABILITY.md): ``--faults FILE`` (YAML fault plan),
 (beyond N concurrent requests answer 503 ServiceUnavailable with Retry-After).
 
 Connection options (guard.py, docs/LIMITS.md "Connections"): ``--idle-timeout``,
-``--header-timeout``, ``--body-timeout``, ``--max-header-bytes``, ``--max-body-in-flight``,
+``--keepalive-timeout``, ``--header-timeout``, ``--body-timeout``, ``--max-header-bytes``, ``--max-body-in-flight``,
 ``--max-connections``; the soft open-file limit is raised to the hard one at start.
 """
 
@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     mqtt.add_argument("--no-mqtt", action="store_true", help="serve no MQTT broker")
     conn = p.add_argument_group("connections", "hygiene against clients that hold connections (docs/LIMITS.md, Connections)")
     conn.add_argument("--idle-timeout", type=float, default=5.0, metavar="S",
-                      help="close a connection with no request byte for S s, before its first request too (default: %(default)s)")
+                      help="close a connection that sends no byte of a first request for S s (default: %(default)s)")
+    conn.add_argument("--keepalive-timeout", type=float, default=60.0, metavar="S",
+                      help="close a kept-alive connection with no byte of its next request for S s (default: %(default)s)")
     conn.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
                       help="answer 408 and close when a request's headers take over S s from its first byte (default: %(default)s)")
     conn.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
@@ -93,7 +95,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         raise ConfigError("--test-delay-ms: expected a number >= 0")
     if getattr(args, "max_in_flight", 0) < 0:
         raise ConfigError("--max-in-flight: expected a number >= 0")
-    for flag, value in (("--idle-timeout", args.idle_timeout), ("--header-timeout", args.header_timeout),
+    for flag, value in (("--idle-timeout", args.idle_timeout), ("--keepalive-timeout", args.keepalive_timeout),
+                        ("--header-timeout", args.header_timeout),
                         ("--body-timeout", args.body_timeout)):
         if not value > 0:
             raise ConfigError(f"{flag}: {value!r} is not allowed; expected a positive number of seconds")
@@ -121,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig(email=email, password=password, users=users, db_path=args.db, scratch_db=args.db is None, limits=limits, job_seconds=args.job_seconds,
                           test_drop_fraction=args.test_drop_fraction, test_delay_ms=args.test_delay_ms,
                           faults=faults, admin=getattr(args, "admin", False), max_in_flight=getattr(args, "max_in_flight", 0),
-                          idle_timeout_s=args.idle_timeout, header_timeout_s=args.header_timeout,
+                          idle_timeout_s=args.idle_timeout, keepalive_timeout_s=args.keepalive_timeout, header_timeout_s=args.header_timeout,
                           body_timeout_s=args.body_timeout, max_header_bytes=args.max_header_bytes,
                           max_body_in_flight_bytes=args.max_body_in_flight, max_connections=args.max_connections)
 
@@ -158,7 +161,7 @@ def uvicorn_config(app: Any, quiet: bool, config: EmulatorConfig | None = None) 
     protocol: Any = guard.protocol_factory()  # uvicorn calls it like a protocol class
     return uvicorn.Config(app, loop="uvloop", http=protocol, ws="none", access_log=False, lifespan="on",
                           log_level="error" if quiet else "warning", server_header=False, date_header=False,
-                          timeout_keep_alive=max(1, round(config.idle_timeout_s)))
+                          timeout_keep_alive=max(1, round(config.keepalive_timeout_s)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,8 @@ class EmulatorConfig:
     max_in_flight: int = 0  # beyond N concurrent requests answer 503 (0 = no cap)
     # connection hygiene (guard.py, docs/LIMITS.md "Connections"): enforced by the serving
     # protocol, so only the CLI and start_in_thread apply them, never create_app alone
-    idle_timeout_s: float = 5.0  # no request byte for this long: closed (before the first request too)
+    idle_timeout_s: float = 5.0  # no byte of a first request for this long: closed
+    keepalive_timeout_s: float = 60.0  # answered and then no byte of the next request for this long: closed
     header_timeout_s: float = 10.0  # request line and headers must arrive within this
     body_timeout_s: float = 30.0  # the body must arrive within this after its headers
     max_header_bytes: int = 64 * 1024  # request line + headers; over it 431

@@ -18,7 +18,6 @@ ends, then are served) and a bounded in-flight limit (beyond N concurrent reques
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import socket
 import struct
@@ -29,7 +28,7 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
-from harness.errors import ConfigError
+from harness.checking import Checker, InputError, read_yaml
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -44,8 +43,8 @@ ERROR_TYPES = {401: "Unauthorized", 500: "InternalServerError", 502: "BadGateway
 _JSON = (b"content-type", b"application/json; charset=utf-8")
 
 
-class FaultsError(ConfigError):
-    """A faults file or admin body is malformed; the message names the source and field."""
+#: A malformed faults file or admin body: the one error type of every input file (``problems``: one line each).
+FaultsError = InputError
 
 
 @dataclass(frozen=True)
@@ -120,107 +119,78 @@ class FaultPlan:
                 "operations": {name: f.as_data() for name, f in self.operations.items()}}
 
 
-# ---- parsing: YAML/JSON data -> FaultPlan, every problem named ---------------------
-def _num(v: Any, where: str, problems: list[str], lo: float = 0.0, hi: float = math.inf) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi or v != v:
-        problems.append(f"{where}: {v!r} is not allowed; expected a number in [{lo}, {hi}]")
-        return lo
-    return float(v)
+# ---- parsing: YAML/JSON data -> FaultPlan, every problem named (harness.checking) -------
+PLAN_FIELDS = ("seed", "pause_s", "max_in_flight", "operations")
+FAULT_FIELDS = ("latency_ms", "error", "reset_rate", "slow_body")
+LATENCY_HINT = "ms, {uniform: [low_ms, high_ms]} or {exponential: mean_ms}"
 
 
-def _keys(node: Any, allowed: set[str], where: str, problems: list[str]) -> dict[str, Any]:
-    if not isinstance(node, dict):
-        problems.append(f"{where}: expected a mapping, got {type(node).__name__}")
-        return {}
-    for k in node:
-        if k not in allowed:
-            problems.append(f"{where}.{k}: unknown key; allowed: {', '.join(sorted(allowed))}")
-    return node
-
-
-def _latency(v: Any, where: str, problems: list[str]) -> Latency:
+def _latency(c: Checker, v: object, path: str) -> Latency:
     if isinstance(v, dict) and len(v) == 1 and "uniform" in v:
         pair = v["uniform"]
         if not (isinstance(pair, list) and len(pair) == 2):
-            problems.append(f"{where}.uniform: {pair!r} is not allowed; expected [low_ms, high_ms]")
+            c.bad(f"{path}.uniform", pair, "[low_ms, high_ms]")
             return Latency()
-        a, b = _num(pair[0], where + ".uniform[0]", problems), _num(pair[1], where + ".uniform[1]", problems)
+        a = c.number(f"{path}.uniform[0]", pair[0], 0.0, lo=0)
+        b = c.number(f"{path}.uniform[1]", pair[1], a, lo=0)
         if b < a:
-            problems.append(f"{where}.uniform: high {b} is below low {a}")
-        return Latency("uniform", a, b)
+            c.bad(f"{path}.uniform[1]", pair[1], f"a number >= low ({a:g})")
+        return Latency("uniform", a, max(a, b))
     if isinstance(v, dict) and len(v) == 1 and "exponential" in v:
-        return Latency("exponential", _num(v["exponential"], where + ".exponential", problems))
+        return Latency("exponential", c.number(f"{path}.exponential", v["exponential"], 0.0, lo=0))
     if isinstance(v, dict):
-        problems.append(f"{where}: {v!r} is not allowed; expected ms, {{uniform: [a, b]}} or {{exponential: mean}}")
+        c.bad(path, v, LATENCY_HINT)
         return Latency()
-    return Latency("fixed", _num(v, where, problems))
+    return Latency("fixed", c.number(path, v, 0.0, lo=0))
 
 
-def _fault(node: Any, where: str, problems: list[str]) -> Fault:
-    d = _keys(node, {"latency_ms", "error", "reset_rate", "slow_body"}, where, problems)
+def _fault(c: Checker, node: object, path: str) -> Fault:
+    d = c.mapping(path, node, FAULT_FIELDS, "a mapping with " + ", ".join(FAULT_FIELDS))
     f = Fault()
     if "latency_ms" in d:
-        f = replace(f, latency=_latency(d["latency_ms"], where + ".latency_ms", problems))
+        f = replace(f, latency=_latency(c, d["latency_ms"], f"{path}.latency_ms"))
     if "error" in d:
-        e = _keys(d["error"], {"rate", "status", "retry_after"}, where + ".error", problems)
-        status = e.get("status", 503)
-        if status not in ERROR_TYPES:
-            problems.append(f"{where}.error.status: {status!r} is not allowed; expected one of "
-                            f"{', '.join(map(str, ERROR_TYPES))}")
-            status = 503
-        retry = e.get("retry_after")
-        if retry is not None:
-            retry = int(_num(retry, where + ".error.retry_after", problems, 0, 86400))
-        f = replace(f, error_rate=_num(e.get("rate", 1.0), where + ".error.rate", problems, 0, 1),
-                    error_status=status, retry_after=retry)
+        e = c.mapping(f"{path}.error", d["error"], ("rate", "status", "retry_after"))
+        f = replace(f, error_rate=c.number(f"{path}.error.rate", e.get("rate"), 1.0, lo=0, hi=1),
+                    error_status=c.choice(f"{path}.error.status", e.get("status"), tuple(ERROR_TYPES), 503),
+                    retry_after=c.number(f"{path}.error.retry_after", e.get("retry_after"), None, lo=0, hi=86400,
+                                         integer=True))
     if "reset_rate" in d:
-        f = replace(f, reset_rate=_num(d["reset_rate"], where + ".reset_rate", problems, 0, 1))
+        f = replace(f, reset_rate=c.number(f"{path}.reset_rate", d["reset_rate"], 0.0, lo=0, hi=1))
     if "slow_body" in d:
-        s = _keys(d["slow_body"], {"chunk_bytes", "delay_ms"}, where + ".slow_body", problems)
-        f = replace(f, slow_chunk_bytes=int(_num(s.get("chunk_bytes", 16), where + ".slow_body.chunk_bytes", problems, 1)),
-                    slow_delay_ms=_num(s.get("delay_ms", 10), where + ".slow_body.delay_ms", problems, 0, 60_000))
+        s = c.mapping(f"{path}.slow_body", d["slow_body"], ("chunk_bytes", "delay_ms"))
+        f = replace(f, slow_chunk_bytes=c.number(f"{path}.slow_body.chunk_bytes", s.get("chunk_bytes"), 16, lo=1,
+                                                 integer=True),
+                    slow_delay_ms=c.number(f"{path}.slow_body.delay_ms", s.get("delay_ms"), 10.0, lo=0, hi=60_000))
     return f
 
 
-def parse_plan(data: Any, source: str = "faults", known_operations: frozenset[str] | None = None) -> FaultPlan:
-    """Validate data (the YAML shape of docs/RELIABILITY.md); FaultsError lists every problem.
+def parse_plan(data: object, source: str = "faults", known_operations: frozenset[str] | None = None) -> FaultPlan:
+    """Validate data (the YAML shape of docs/RELIABILITY.md); one FaultsError lists every problem, one per line.
 
     >>> parse_plan({"operations": {"*": {"latency_ms": 5}}}).for_operation("device.get").latency.a
     5.0
     """
-    problems: list[str] = []
-    d = _keys(data if data is not None else {}, {"seed", "pause_s", "max_in_flight", "operations"}, "", problems)
-    seed = d.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        problems.append(f"seed: {seed!r} is not allowed; expected an integer")
-        seed = 0
+    c = Checker(source)
+    d = c.mapping("", data, PLAN_FIELDS, "a mapping with " + ", ".join(PLAN_FIELDS))
     ops: dict[str, Fault] = {}
-    raw_ops = d.get("operations") or {}
-    if not isinstance(raw_ops, dict):
-        problems.append("operations: expected a mapping of operation name -> fault")
-        raw_ops = {}
+    raw_ops = c.mapping("operations", d.get("operations"), None, "a mapping of operation name (or '*') to a fault")
     for name, node in raw_ops.items():
+        path = f"operations.{name}"
         if known_operations is not None and name != "*" and name not in known_operations:
-            problems.append(f"operations.{name}: unknown operation; expected '*' or an emulated operation such as device.sendState")
-        ops[str(name)] = _fault(node, f"operations.{name}", problems)
-    plan = FaultPlan(ops, seed, _num(d.get("pause_s", 0), "pause_s", problems, 0, 3600),
-                     int(_num(d.get("max_in_flight", 0), "max_in_flight", problems, 0, 1_000_000)))
-    if problems:
-        raise FaultsError(f"{source}: " + "; ".join(p.lstrip(".") for p in problems))
+            c.unknown(path, str(name), sorted(known_operations), "operation",
+                      "'*' or an emulated operation such as device.sendState")
+        ops[str(name)] = _fault(c, node, path)
+    plan = FaultPlan(ops, c.number("seed", d.get("seed"), 0, integer=True),
+                     c.number("pause_s", d.get("pause_s"), 0.0, lo=0, hi=3600),
+                     c.number("max_in_flight", d.get("max_in_flight"), 0, lo=0, hi=1_000_000, integer=True))
+    c.check()
     return plan
 
 
 def load_plan(path: str | Path, known_operations: frozenset[str] | None = None) -> FaultPlan:
     """Read a YAML faults file; errors name the file and the field."""
-    import yaml  # noqa: PLC0415 - only the CLI path reads YAML
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FaultsError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise FaultsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_plan(data, str(path), known_operations)
+    return parse_plan(read_yaml(path, "faults file"), str(path), known_operations)
 
 
 # ---- the middleware -----------------------------------------------------------------

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .faults import Clock, FaultInjector, FaultPlan, FaultsError, Receive, Scope, Send, parse_plan, send_error
+from .http import from_loopback
 from .openapi import openapi_handler
 
 if TYPE_CHECKING:
     from .app import Emulator
 
-LOOPBACK = frozenset(("127.0.0.1", "::1", "::ffff:127.0.0.1"))
 MAX_ADMIN_BODY = 64 * 1024
 
 
@@ -57,8 +57,7 @@ class FaultsAdmin:
                 "in_flight": inj.in_flight, "counts": dict(inj.counts)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client = scope.get("client") or ("", 0)
-        if client[0] not in LOOPBACK:
+        if not from_loopback(scope):
             await send_error(send, 404, "NotFound", f"Path {scope['path']} was not found")
             return
         method = scope["method"]

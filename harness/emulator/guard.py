@@ -14,7 +14,10 @@ ingest ratio against the bare app on stock uvicorn stays where it was (bench/att
 
 How, per connection, one phase at a time (``_phase``, since ``_since`` on the loop clock):
 
-- IDLE  (connected, or answered, and no byte of the next request yet): ``idle_timeout_s``,
+- IDLE  (connected, no byte of a first request yet): ``idle_timeout_s``,
+- KEPT  (answered, kept alive, no byte of the next request yet): ``keepalive_timeout_s``; longer than
+  IDLE because a client that has been served is a client (a device reporting every 10 s reuses its
+  connection, as behind the platform's load balancer), while a socket that never sends is the attack,
 - HEAD  (first byte seen, headers incomplete): ``header_timeout_s``, answered 408,
 - BODY  (headers complete, body incomplete): ``body_timeout_s``, answered 408,
 - BUSY  (request complete, answer pending): never timed (the app's own work).
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
     from .config import EmulatorConfig
 
 SMALL_BODY_BYTES = 64 * 1024  # bodies up to this may use the reserved last eighth of the in-flight cap
-_BUSY, _IDLE, _HEAD, _BODY = 0, 1, 2, 3  # phases; index into ConnectionGuard.timeouts (BUSY: never)
+_BUSY, _IDLE, _HEAD, _BODY, _KEPT = 0, 1, 2, 3, 4  # phases; index into ConnectionGuard.timeouts (BUSY: never)
 EXPIRE_BATCH = 50  # connections closed per loop turn by the sweep
 
 
@@ -90,7 +93,7 @@ class ConnectionGuard:
         self.max_header_bytes = config.max_header_bytes
         self.cap = config.max_body_in_flight_bytes
         self.large_cap = self.cap - self.cap // 8
-        self.timeouts = (0.0, config.idle_timeout_s, config.header_timeout_s, config.body_timeout_s)
+        self.timeouts = (0.0, config.idle_timeout_s, config.header_timeout_s, config.body_timeout_s, config.keepalive_timeout_s)
         self.tick = min(1.0, max(0.005, min(self.timeouts[1:]) / 4))
         self.in_flight = 0
         self.counts: Counter[str] = Counter()
@@ -176,7 +179,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._phase == _IDLE:
+        if self._phase == _IDLE or self._phase == _KEPT:
             self._phase = _HEAD
             self._since = self._clock()
         if self._in_head:
@@ -270,7 +273,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = True
         cycle = self.cycle
         if cycle.response_complete:  # answered before its body ended: wait for the next request
-            self._phase = _IDLE
+            self._phase = _KEPT
             self._since = self._clock()
             return
         self._phase = _BUSY
@@ -278,7 +281,7 @@ class GuardedProtocol(HttpToolsProtocol):
         cycle.message_event.set()
 
     def on_response_complete(self) -> None:
-        """uvicorn's, minus its keep-alive timer (the sweep times IDLE), plus the release of the body bytes."""
+        """uvicorn's, minus its keep-alive timer (the sweep times KEPT), plus the release of the body bytes."""
         self.server_state.total_requests += 1
         if self._held:
             self.guard.in_flight -= self._held
@@ -290,7 +293,7 @@ class GuardedProtocol(HttpToolsProtocol):
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
         elif self._phase == _BUSY:
-            self._phase = _IDLE
+            self._phase = _KEPT
             self._since = self._clock()
 
     def send_400_response(self, msg: str) -> None:
@@ -303,7 +306,7 @@ class GuardedProtocol(HttpToolsProtocol):
         phase, guard = self._phase, self.guard
         if not phase or now - self._since <= guard.timeouts[phase]:
             return
-        if phase == _IDLE:
+        if phase == _IDLE or phase == _KEPT:
             guard.counts["idle"] += 1
             self._refuse(b"")
         elif phase == _HEAD:

@@ -69,6 +69,16 @@ async def send_json(send: Send, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+#: Admin endpoints answer these clients only; to anyone else they are the 404 of an unknown path.
+LOOPBACK = frozenset(("127.0.0.1", "::1", "::ffff:127.0.0.1"))
+
+
+def from_loopback(scope: dict[str, Any]) -> bool:
+    """Whether an admin request may be served: the admin endpoints change what every client sees."""
+    client = scope.get("client") or ("", 0)
+    return client[0] in LOOPBACK
+
+
 def _listify(node: Any, name: str) -> Any:
     """Objects whose keys are all list indexes become lists (recursion bounded by MAX_QUERY_BRACKETS)."""
     if isinstance(node, dict):

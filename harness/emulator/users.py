@@ -25,13 +25,12 @@ from harness.errors import ConfigError
 
 from .auth import hash_secret, user_id_for
 from .errors import ApiError
-from .http import read_body, send_json
+from .http import from_loopback, read_body, send_json
 
 if TYPE_CHECKING:
     from .store import Store
 
 MIN_PASSWORD, MAX_PASSWORD, MAX_EMAIL = 8, 2048, 1024  # userCredentials.json
-LOOPBACK = frozenset(("127.0.0.1", "::1", "::ffff:127.0.0.1"))
 MAX_ADMIN_BODY = 64 * 1024
 ENV_USERS = "LOSANT_EMULATOR_USERS"
 _DUMMY_SALT = secrets.token_hex(8)
@@ -111,9 +110,8 @@ class UsersAdmin:
         self.users = users
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        client = scope.get("client") or ("", 0)
         try:
-            if client[0] not in LOOPBACK:
+            if not from_loopback(scope):
                 raise ApiError(404, "NotFound", f"Path {scope['path'][:200]} was not found")
             method = scope["method"]
             if method == "GET":

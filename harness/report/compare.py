@@ -73,8 +73,8 @@ import numpy as np
 
 from harness.analysis.percentiles import percent_of, rank
 from harness.record import Samples, read_samples
+from harness.report.rundata import epoch_of
 from harness.report.rundata import read_json_object as _read_json
-from harness.rundir import epoch_of
 
 COMPARED = ("p50", "p90", "p95", "p99", "p99.9")
 METRICS = ("corrected", "response")

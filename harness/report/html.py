@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
-from harness.report import charts, tables
+from harness.report import charts, mqtt_section, tables
 from harness.report.figures import Figures, accepted_windows
 from harness.report.rundata import RunData, _find, utc
 from harness.report.tables import esc
@@ -262,10 +262,24 @@ def scheduler(run: RunData, fig: Figures, saturated: list[str]) -> str:
               else '<div class="alert ok">The generator kept up: lateness p99 within '
                    f'{LATENESS_SATURATED_S * 1000:g} ms{" and CPU within 90%" if cpu is not None else ""}.</div>')
     meta = _meta([(f"lateness {p}", f"{tables.ms(v)} ms") for p, v in fig.lateness.items()]
-                 + [("generator CPU", f"{cpu:.0f}%" if cpu is not None else "not recorded")])
+                 + [("generator CPU", f"{cpu:.0f}%" if cpu is not None else "not recorded")] + _cpu_cost(run))
     chart = _img(charts.lateness(fig.lateness_curve, fig.times, fig.lateness_series, LATENESS_SATURATED_S * 1000),
                  "scheduler lateness")
     return _section("scheduler", "Scheduler health", status + meta + chart)
+
+
+def _cpu_cost(run: RunData) -> list[tuple[str, str]]:
+    """The generator's own CPU (summary ``generator``, recorded by the run): seconds over the run, and per
+    1,000 requests, the figure to compare generator versions and machines by."""
+    gen = run.summary.get("generator")
+    if not isinstance(gen, dict) or not isinstance(gen.get("cpu_seconds"), (int, float)):
+        return []
+    out = [("generator CPU time", f"{gen['cpu_seconds']:,.1f} s over {gen.get('wall_seconds') or 0:,.0f} s of run"
+            + (f" ({len(gen['processes'])} processes)" if len(gen.get("processes") or []) > 1 else ""))]
+    per_k = gen.get("cpu_seconds_per_1000_requests")
+    if isinstance(per_k, (int, float)):
+        out.append(("generator CPU per 1,000 requests", f"{per_k * 1000:,.0f} ms"))
+    return out
 
 
 def integrity(run: RunData) -> str:
@@ -296,16 +310,25 @@ def integrity(run: RunData) -> str:
     return _section("integrity", "Data integrity", head + tables.table(("field", "value"), rows, cls="integrity") + extra)
 
 
+def _zero(curves: dict[str, Any] | None) -> bool:
+    """Whether an operation's latency curves hold nothing above zero (or nothing at all)."""
+    values = [np.asarray(v, float) for v in (curves or {}).values()]
+    return all(not np.any(np.nan_to_num(v) > 0) for v in values)
+
+
 NAV = (("verdict", "Verdict"), ("load", "Load"), ("latency", "Latency"), ("operations", "Operations"),
-       ("throttles", "Throttles"), ("scheduler", "Scheduler"), ("errors", "Errors"), ("integrity", "Integrity"),
+       ("throttles", "Throttles"), ("mqtt", "MQTT"), ("scheduler", "Scheduler"), ("errors", "Errors"), ("integrity", "Integrity"),
        ("comparison", "Comparison"))
 
 
 def page(run: RunData, fig: Figures, comparison_html: str = "", top_ops: int = 6) -> str:
     """The whole report as one HTML string."""
     saturated = saturation(run, fig)
-    shown = fig.ops[:top_ops]
-    more = f" (the {len(shown)} busiest of {len(fig.ops)} operations)" if len(fig.ops) > len(shown) else ""
+    # an event recorded with no duration (mqtt.disconnect) has no latency to chart on a log axis
+    timed = [op for op in fig.ops if not _zero(fig.curves.get(op))]
+    shown = timed[:top_ops]
+    more = f" (the {len(shown)} busiest of {len(timed)} timed operations)" if len(timed) > len(shown) else ""
+    mqtt_html = mqtt_section.section(run.summary, fig.colors)  # "" without MQTT samples
     sections = [
         header(run, fig, saturated),
         _section("load", "Load", _img(charts.throughput(fig.times, fig.rps, fig.active_keys, fig.bucket, fig.colors,
@@ -322,6 +345,7 @@ def page(run: RunData, fig: Figures, comparison_html: str = "", top_ops: int = 6
                  "last response), ramp-up and stop included; the throughput criterion is judged over the steady "
                  "window stated in the verdict.</p>"),
         throttles(run, fig),
+        mqtt_html,
         scheduler(run, fig, saturated),
         _section("errors", "Errors and throttled calls", tables.errors(fig.errors, fig.t0)
                  + (_img(charts.errors_over_time(fig.times, fig.error_series, fig.bucket), "errors over time")
@@ -330,7 +354,8 @@ def page(run: RunData, fig: Figures, comparison_html: str = "", top_ops: int = 6
     ]
     if comparison_html:
         sections.append(comparison_html)
-    nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in NAV if a != "comparison" or comparison_html)
+    nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in NAV
+                  if (a != "comparison" or comparison_html) and (a != "mqtt" or mqtt_html))
     word = "NOT JUDGED" if run.passed is None else ("PASS" if run.passed else "FAIL")
     badge = "na" if run.passed is None else ("pass" if run.passed else "fail")
     if run.summary.get("complete") is False:  # exit code 2, as the verdict card says

@@ -15,6 +15,8 @@ from, so the four never disagree:
   conformance criterion failed (so the cases, the criterion and the exit code agree
   even when the criteria allow some findings); a row not tested, undecided or not
   judged is ``<skipped>`` with that word;
+- with MQTT devices (summary.json ``mqtt``): one case per broker row, one for broker-side
+  disconnects and one for bans, failing like the documented rows;
 - an interrupted run adds a case that errs ("the run ended before its planned end"),
   because its figures cover only part of the plan.
 
@@ -90,6 +92,18 @@ def junit_xml(summary: dict[str, Any], run_dir: Path | str | None = None) -> str
             skipped += 1
             note = str(row.get("note") or "")
             ET.SubElement(case, "skipped", {"message": f"{verdict}{': ' + note if note else ''}; {observed}"})
+    for name, found, state, text in mqtt_cases(summary):
+        case = _case(suite, f"{cls}.mqtt", name)
+        if found and criterion_failed:
+            failures += 1
+            ET.SubElement(case, "failure", {"message": f"{found} finding{'s' if found != 1 else ''}",
+                                            "type": "limit"}).text = text
+        elif state == "not tested":
+            skipped += 1
+            ET.SubElement(case, "skipped", {"message": f"not tested; {text}"})
+        else:
+            ET.SubElement(case, "system-out").text = (f"{state}{f' ({found} allowed by the criteria)' if found else ''}"
+                                                      f"; {text}")
     reg = summary.get("regression")
     if isinstance(reg, dict):
         verdict = str(reg.get("verdict") or "")
@@ -125,6 +139,37 @@ def junit_xml(summary: dict[str, Any], run_dir: Path | str | None = None) -> str
     root.attrib.update({k: v for k, v in counts.items() if k != "skipped"} | {"time": f"{duration:.3f}"})
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def mqtt_cases(summary: dict[str, Any]) -> list[tuple[str, int, str, str]]:
+    """(case name, findings, "conforms" | "findings" | "undecided" | "not tested", what was seen) per
+    judgement of summary.json's ``mqtt`` block: each broker row, broker-side disconnects, bans."""
+    block = summary.get("mqtt")
+    if not isinstance(block, dict) or not block:
+        return []
+    out = []
+    b = block.get("bans") or {}
+    for r in block.get("rules") or []:
+        if not isinstance(r, dict):
+            continue
+        found = int(r.get("missed") or 0) + int(r.get("false_refusals") or 0)
+        if r.get("limit") == "mqtt.newConnections":  # refusals the pacer should have avoided (respect mode)
+            found += int(b.get("refusals_while_respecting") or 0)
+        und = int(r.get("undecided") or 0) + int(r.get("undecided_refusals") or 0)
+        state = "findings" if found else ("undecided" if und else ("conforms" if r.get("tested") else "not tested"))
+        out.append((f"{r.get('limit')}", found, state,
+                    f"{int(r.get('messages') or 0):,} judged, {int(r.get('refused') or 0):,} refused, {und:,} undecided"))
+    d = block.get("disconnects") or {}
+    found = int(d.get("unexplained") or 0) + int(d.get("limited_while_respecting") or 0)
+    und = int(d.get("undecided") or 0)
+    judged = int(d.get("broker_closed_judged") or 0)
+    out.append(("broker-side disconnects", found, "findings" if found else ("undecided" if und else (
+        "conforms" if judged else "not tested")), f"{judged:,} judged, {int(d.get('explained') or 0):,} explained, "
+        f"{und:,} undecided"))
+    found = int(b.get("accepted_during_ban") or 0)
+    out.append(("bans", found, "findings" if found else ("conforms" if b.get("episodes") else "not tested"),
+                f"{int(b.get('episodes') or 0):,} bans seen, {int(b.get('refusals') or 0):,} refused connects"))
+    return out
 
 
 def write_junit(run_dir: Path, summary: dict[str, Any], also: Path | None = None) -> Path:

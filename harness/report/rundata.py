@@ -13,33 +13,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from harness.limits import LimitsTable, load_limits
 from harness.record import Samples, read_samples
+from harness.target import safe_url
 
 
-def safe_url(url: str | None) -> str:
-    """The URL without credentials, query or fragment: what may be shown to anyone.
-
-    >>> safe_url("https://user:s3cret@api.losant.com:443/applications?token=abc#x")
-    'https://api.losant.com:443/applications'
-    >>> safe_url("")
-    ''
-    """
-    if not url:
-        return ""
-    try:
-        parts = urlsplit(str(url))
-        host = parts.hostname or ""
-        if ":" in host:  # IPv6 literal
-            host = f"[{host}]"
-        netloc = host + (f":{parts.port}" if parts.port else "")
-    except ValueError:
-        return "(unparseable URL hidden)"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+def epoch_of(value: Any) -> float | None:
+    """A ``run.json`` time (ISO 8601, as written here; or epoch seconds) in epoch seconds; None if absent
+    or unreadable."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+    return None
 
 
 def read_json_object(path: Path) -> dict[str, Any]:

@@ -13,11 +13,16 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
+from harness.limits import PacingMode
+
 TargetKind = Literal["emulator", "live"]
 TargetAuth = Literal["user", "token", "key"]
 DeviceKind = Literal["standalone", "gateway", "peripheral"]
 FleetMode = Literal["users", "multiplexed"]
-ThrottleMode = Literal["respect", "probe", "off"]
+Transport = Literal["rest", "mqtt"]
+#: The broker of a live target when ``target.mqtt_url`` is not given (REFERENCE 9).
+LIVE_MQTT_URL = "mqtts://broker.losant.com:8883"
+ThrottleMode = PacingMode  # harness.limits.PACING_MODES lists them
 
 #: Environment variables each auth method reads; the only place credentials come from.
 CREDENTIAL_ENV: dict[str, tuple[str, ...]] = {
@@ -80,8 +85,12 @@ OBJECT_FIELDS = ("flow", "button", "dashboard", "data_table", "notebook", "insta
 
 #: Operations the device users perform (state, command polls, connection status, sign-in).
 DEVICE_OPERATIONS = ("device.sendState", "device.getCommand", "device.setConnectionStatus", "auth.device")
+#: What MQTT devices record (harness.record's docstring: the MQTT samples).
+MQTT_SAMPLE_OPERATIONS = ("mqtt.connect", "mqtt.publishState", "mqtt.commandDelivery", "mqtt.stateVisible",
+                          "mqtt.disconnect")
 #: Every operation a run may record; criteria may name any of them.
-HARNESS_OPERATIONS = tuple(sorted(set(ACTION_OPERATIONS.values()) | set(DEVICE_OPERATIONS) | {"auth.user"}))
+HARNESS_OPERATIONS = tuple(sorted(set(ACTION_OPERATIONS.values()) | set(DEVICE_OPERATIONS) | {"auth.user"}
+                                  | set(MQTT_SAMPLE_OPERATIONS)))
 
 
 def format_duration(seconds: float) -> str:
@@ -120,6 +129,9 @@ class Target:
     limits: str | None = None  # emulator only; resolved against the scenario file's folder
     job_min: float | None = None
     job_max: float | None = None
+    #: The MQTT broker (``mqtt[s]://host:port``): live only (default ``LIVE_MQTT_URL``); the
+    #: embedded emulator's broker is the one it starts (``harness.target``).
+    mqtt_url: str | None = None
 
     def job_seconds_dict(self) -> Any:
         """``job_seconds`` as the file states it (a number, or {min, max})."""
@@ -205,6 +217,9 @@ class DeviceClass:
     batch_size: int = 1
     command_poll_interval: float | None = None
     connection_status: bool = False
+    #: ``mqtt``: the devices hold one broker connection each, publish states over it and get
+    #: commands pushed (``harness.users.mqtt``); ``rest``: they call the REST API.
+    transport: Transport = "rest"
 
     @property
     def total_devices(self) -> int:
@@ -250,6 +265,8 @@ class DeviceClass:
                    command_poll_interval=(None if self.command_poll_interval is None
                                           else format_duration(self.command_poll_interval)),
                    connection_status=self.connection_status)
+        if self.transport != "rest":  # only when set: a REST scenario's resolved form (and identity) is unchanged
+            out["transport"] = self.transport
         return out
 
 
@@ -398,6 +415,24 @@ class IntegritySpec:
         return {"sample": self.sample}
 
 
+#: One-off harness actions a scenario may time (``events``): what each does, in words.
+EVENT_ACTIONS: dict[str, str] = {
+    "drop_mqtt": "close every MQTT connection of the run's application at once (the emulator's "
+                 "DELETE /_emulator/mqtt): a reconnect storm",
+}
+
+
+@dataclass(frozen=True)
+class ScenarioEvent:
+    """A harness action at a moment of the run (``at`` seconds after its start; ``harness.users.events``)."""
+
+    at: float
+    action: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": format_duration(self.at), "action": self.action}
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A validated scenario file. Build with ``load_scenario``/``parse_scenario``."""
@@ -413,6 +448,7 @@ class Scenario:
     operators: OperatorsSpec = field(default_factory=OperatorsSpec)
     pacing: PacingSpec = field(default_factory=PacingSpec)
     integrity: IntegritySpec = field(default_factory=IntegritySpec)
+    events: tuple[ScenarioEvent, ...] = ()
     criteria: Any = None  # harness.analysis.criteria.Criteria, or None when the file has none
     criteria_data: Mapping[str, Any] | None = field(default=None, compare=False)
     source: str = field(default="<scenario>", compare=False)
@@ -433,6 +469,8 @@ class Scenario:
             target.update(url=self.target.url, auth=self.target.auth)
             if self.target.application_id:
                 target["application_id"] = self.target.application_id
+            if self.target.mqtt_url:
+                target["mqtt_url"] = self.target.mqtt_url
         elif self.target.limits:
             target["limits"] = self.target.limits
         if self.target.job_seconds_dict() is not None:
@@ -443,6 +481,8 @@ class Scenario:
             "seed": self.seed, "fleet": self.fleet.to_dict(), "operators": self.operators.to_dict(),
             "pacing": self.pacing.to_dict(), "integrity": self.integrity.to_dict(),
         }
+        if self.events:
+            out["events"] = [e.to_dict() for e in self.events]
         if self.criteria_data is not None:
             out["criteria"] = _plain(self.criteria_data)
         return out
@@ -503,6 +543,8 @@ def _plain(value: Any) -> Any:
 
 #: Devices one multiplexed fleet user drives.
 DEVICES_PER_FLEET_USER = 2000
+#: MQTT devices one user drives (a greenlet and a socket each: harness.users.mqtt).
+DEVICES_PER_MQTT_USER = 2000
 
 
 def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
@@ -510,12 +552,16 @@ def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
 
     Distributed (``workers`` > 0): one fleet user per worker drives that worker's share.
     """
-    counts = {"standalone": 0, "gateway": 0, "multiplexed": 0, "operator": scenario.operators.count}
+    counts = {"standalone": 0, "gateway": 0, "multiplexed": 0, "mqtt": 0, "operator": scenario.operators.count}
     if workers:
         counts["multiplexed"] = workers
         return counts
+    if scenario.events:  # one user times the scenario's events (harness.users.events)
+        counts["events"] = 1
     for cls in scenario.fleet.classes:
-        if scenario.fleet.mode == "multiplexed":
+        if cls.transport == "mqtt":  # whatever the fleet mode: chunks of connections (a greenlet each)
+            counts["mqtt"] += math.ceil(cls.total_devices / DEVICES_PER_MQTT_USER)
+        elif scenario.fleet.mode == "multiplexed":
             counts["multiplexed"] += math.ceil(cls.total_devices / DEVICES_PER_FLEET_USER)
         else:
             counts[cls.kind] += cls.count

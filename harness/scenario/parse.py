@@ -7,20 +7,21 @@ the author the whole list (k6's ``Validate()``), not one error per attempt.
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
+from harness.checking import did_you_mean, read_yaml
+from harness.limits import PACING_MODES
 from harness.errors import ConfigError
 from harness.scenario.checks import (
-    ATTRIBUTES_MAX, DURATION_HINT, ScenarioError, Checker, join_path, parse_duration,
+    ATTRIBUTES_MAX, DURATION_HINT, ScenarioError, join_path, parse_duration,
 )
+from harness.scenario.checks import ScenarioChecker as Checker
 from harness.scenario.model import (
     ACTION_OBJECTS, ACTION_OPERATIONS, HARNESS_OPERATIONS, OBJECT_FIELDS, AttributeSpec, DeviceClass, FleetSpec,
-    IntegritySpec, OperatorAction, OperatorsSpec, PacingSpec, PlatformObjects, Scenario, Target,
+    EVENT_ACTIONS, IntegritySpec, OperatorAction, OperatorsSpec, PacingSpec, PlatformObjects, Scenario,
+    ScenarioEvent, Target,
 )
 
 __all__ = ["ScenarioError", "check_overrides", "load_scenario", "parse_duration", "parse_scenario"]
@@ -30,13 +31,16 @@ CLASS_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ATTRIBUTE_RE = re.compile(r"^[0-9a-zA-Z_-]{1,255}$")
 APP_ID_RE = re.compile(r"^[0-9a-f]{24}$")
 URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+MQTT_URL_RE = re.compile(r"^mqtts?://[^\s/:@]+(:[0-9]{1,5})?$")
+MQTT_URL_HINT = "an MQTT broker URL like mqtts://broker.losant.com:8883 (mqtt:// or mqtts://, host, optional port)"
+TRANSPORTS = ("rest", "mqtt")
 
 TOP = ("name", "description", "target", "duration", "ramp_up", "run_tag", "seed", "fleet", "operators",
-       "pacing", "integrity", "criteria")
-TARGET = ("kind", "url", "application_id", "auth", "limits", "job_seconds")
+       "pacing", "integrity", "events", "criteria")
+TARGET = ("kind", "url", "application_id", "auth", "limits", "job_seconds", "mqtt_url")
 FLEET = ("mode", "connections", "classes")
 CLASS = ("name", "count", "kind", "peripherals", "tags", "attributes", "report_interval", "jitter",
-         "batch_size", "command_poll_interval", "connection_status")
+         "batch_size", "command_poll_interval", "connection_status", "transport")
 GENERATOR_KEYS = {
     "random_walk": ("type", "start", "step", "min", "max"),
     "number": ("type", "min", "max", "integer"),
@@ -95,16 +99,7 @@ PROBE = ("limits", "factor")
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; ``ConfigError`` lists every problem."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError([f"{p}: cannot read scenario file ({exc.strerror})"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError([f"{p}: not valid YAML ({exc})"]) from None
-    return parse_scenario(data, str(p))
+    return parse_scenario(read_yaml(path, "scenario file"), str(Path(path)))
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
@@ -128,13 +123,13 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     operators = _operators(c, top.get("operators"), target)
     pacing = _pacing(c, top.get("pacing"), target, operators, fleet)
     integrity = _integrity(c, top.get("integrity"))
+    events = _events(c, top.get("events"), target, fleet, duration)
     scenario = Scenario(name=name, description=description, target=target, duration=duration, ramp_up=ramp_up,
                         run_tag=run_tag, seed=seed, fleet=fleet, operators=operators, pacing=pacing,
-                        integrity=integrity, source=source)
+                        integrity=integrity, events=events, source=source)
     if top.get("criteria") is not None:
         scenario = _with_criteria(c, scenario, top["criteria"])
-    if c.problems:
-        raise ScenarioError(c.problems)
+    c.check()
     return scenario
 
 
@@ -149,10 +144,9 @@ def _with_criteria(c: Checker, scenario: Scenario, data: Any) -> Scenario:
     from harness.limits import LimitsTable
 
     known = set(HARNESS_OPERATIONS) | {op for lim in LimitsTable().limits for op in lim.operations}
-    try:
-        criteria = parse_criteria(data, where=f"{c.source}: criteria", known_ops=known)
-    except ConfigError as exc:
-        c.problems.extend(str(exc).splitlines())
+    before = len(c.problems)
+    criteria = parse_criteria(data, known_ops=known, checker=c.under("criteria"))
+    if len(c.problems) > before:
         return scenario
     return replace(scenario, criteria=criteria, criteria_data=data)
 
@@ -161,7 +155,7 @@ def _target(c: Checker, value: Any, source: str) -> Target:
     d = c.mapping("target", value, TARGET)
     kind = c.choice("target.kind", d.get("kind"), ("emulator", "live"), "emulator")
     if kind == "emulator":
-        for key in ("url", "application_id", "auth"):
+        for key in ("url", "application_id", "auth", "mqtt_url"):
             if d.get(key) is not None:
                 c.add(f"target.{key}", "is only allowed with kind: live (the harness starts the emulator itself)")
         limits = c.string("target.limits", d.get("limits"), None, expected="a path to a limits YAML file")
@@ -181,8 +175,11 @@ def _target(c: Checker, value: Any, source: str) -> Target:
                    "24 lower-case hex digits (or leave it out: the harness creates/reuses an application by run tag)")
     auth = c.choice("target.auth", d.get("auth"), ("user", "token", "key"), "user")
     job_min, job_max = _job_seconds(c, d.get("job_seconds"))
+    mqtt_url = c.string("target.mqtt_url", d.get("mqtt_url"), None, MQTT_URL_RE, MQTT_URL_HINT)
+    if mqtt_url and not 0 < int(mqtt_url.rsplit(":", 1)[-1] if mqtt_url.count(":") == 2 else 1) < 65536:
+        c.bad("target.mqtt_url", mqtt_url, MQTT_URL_HINT + " (port 1-65535)")
     return Target(kind="live", url=url.rstrip("/") if url else url, application_id=app, auth=auth,
-                  job_min=job_min, job_max=job_max)
+                  job_min=job_min, job_max=job_max, mqtt_url=mqtt_url)
 
 
 def _job_seconds(c: Checker, value: Any) -> tuple[float | None, float | None]:
@@ -245,6 +242,14 @@ def _device_class(c: Checker, path: str, value: Any) -> DeviceClass:
     interval = c.duration(f"{path}.report_interval", d.get("report_interval"), 10.0) \
         if c.required(path, d, "report_interval", DURATION_HINT) else 10.0
     poll = d.get("command_poll_interval")
+    transport = c.choice(f"{path}.transport", d.get("transport"), TRANSPORTS, "rest")
+    if transport == "mqtt":  # commands are pushed, the connection is the status, a state is one message
+        for key, why in (("command_poll_interval", "commands are pushed on losant/<id>/command"),
+                         ("connection_status", "the broker connection sets it")):
+            if d.get(key) not in (None, False):
+                c.add(f"{path}.{key}", f"is only allowed with transport: rest ({why})")
+        if d.get("batch_size") not in (None, 1):
+            c.bad(f"{path}.batch_size", d.get("batch_size"), "1 with transport: mqtt (one state per message)")
     return DeviceClass(
         name=name, count=count, kind=kind, peripherals=peripherals if kind == "gateway" else 0,
         tags=c.tags(f"{path}.tags", d.get("tags")),
@@ -254,6 +259,7 @@ def _device_class(c: Checker, path: str, value: Any) -> DeviceClass:
         batch_size=c.number(f"{path}.batch_size", d.get("batch_size"), 1, lo=1, integer=True),
         command_poll_interval=c.duration(f"{path}.command_poll_interval", poll, None),
         connection_status=c.boolean(f"{path}.connection_status", d.get("connection_status"), False),
+        transport=transport,
     )
 
 
@@ -282,9 +288,7 @@ def _generator(c: Checker, path: str, name: str, value: Any) -> AttributeSpec:
         return AttributeSpec(name, "number", 0.0, 1.0)
     kind = value["type"]
     if kind not in GENERATOR_KEYS:
-        close = difflib.get_close_matches(str(kind), list(kinds), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        c.add(f"{path}.type", f"{kind!r} is not allowed{hint}; expected one of " + " | ".join(kinds))
+        c.bad(f"{path}.type", kind, "one of " + " | ".join(kinds), did_you_mean(kind, kinds))
         return AttributeSpec(name, "number", 0.0, 1.0)
     d = c.mapping(path, value, GENERATOR_KEYS[kind])
     lo = c.number(f"{path}.min", d.get("min"), None)
@@ -424,7 +428,7 @@ def _action(c: Checker, path: str, name: str, spec: Any) -> OperatorAction:
 
 def _pacing(c: Checker, value: Any, target: Target, operators: OperatorsSpec, fleet: FleetSpec) -> PacingSpec:
     d = c.mapping("pacing", value, PACING)
-    throttle = c.choice("pacing.throttle", d.get("throttle"), ("respect", "probe", "off"), "respect")
+    throttle = c.choice("pacing.throttle", d.get("throttle"), PACING_MODES, "respect")
     margin = c.number("pacing.margin", d.get("margin"), 0.0, lo=0, hi=0.5)
     table = _limits_table(c, target)
     if throttle != "probe":
@@ -452,9 +456,8 @@ def _pacing(c: Checker, value: Any, target: Target, operators: OperatorsSpec, fl
     for i, item in enumerate(raw):
         where = f"pacing.probe.limits[{i}]"
         if known and item not in known:
-            close = difflib.get_close_matches(str(item), sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            c.add(where, f"{item!r} is not a limit{hint}; expected one of " + ", ".join(sorted(known)))
+            c.add(where, f"{item!r} is not a limit{did_you_mean(item, sorted(known))}; expected one of "
+                  + ", ".join(sorted(known)))
             continue
         names.append(str(item))
         lim = known.get(item)
@@ -502,14 +505,50 @@ def _integrity(c: Checker, value: Any) -> IntegritySpec:
     return IntegritySpec()
 
 
+def _events(c: Checker, value: Any, target: Target, fleet: FleetSpec, duration: float) -> tuple[ScenarioEvent, ...]:
+    """``events: [{at: 40s, action: drop_mqtt}, ...]``: harness actions at given times of the run."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        c.bad("events", value, "a list of {at, action} mappings")
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        path = f"events[{i}]"
+        d = c.mapping(path, item, ("at", "action"))
+        if not d:
+            continue
+        ok = c.required(path, d, "at", DURATION_HINT) & c.required(path, d, "action", ", ".join(EVENT_ACTIONS))
+        if not ok:
+            continue
+        at = c.duration(f"{path}.at", d["at"], None, positive=False)
+        action = c.choice(f"{path}.action", d["action"], tuple(EVENT_ACTIONS), None)
+        if at is None or action is None:
+            continue
+        if at >= duration:
+            c.bad(f"{path}.at", d["at"], f"a time before the run's end ({duration:g} s)")
+            continue
+        if action == "drop_mqtt":
+            if target.kind != "emulator":
+                c.bad(f"{path}.action", action, "an action the target allows: drop_mqtt needs the embedded "
+                      "emulator (target.kind: emulator), whose admin endpoint closes the connections")
+                continue
+            if not any(cls.transport == "mqtt" for cls in fleet.classes):
+                c.bad(f"{path}.action", action, "drop_mqtt with MQTT devices (a class with transport: mqtt)")
+                continue
+        out.append(ScenarioEvent(float(at), str(action)))
+    return tuple(sorted(out, key=lambda e: e.at))
+
+
 def _limits_table(c: Checker, target: Target) -> Any:
     """The limits table the run will use (None when its file is broken: the problem is listed)."""
     from harness.limits import LimitsTable, load_limits
 
     try:
         return load_limits(target.limits) if target.limits and Path(target.limits).is_file() else LimitsTable()
-    except ConfigError as exc:
-        c.add("target.limits", str(exc))
+    except ConfigError as exc:  # the limits file's own problems, each under the field naming the file
+        for line in getattr(exc, "problems", None) or str(exc).splitlines():
+            c.add("target.limits", line)
         return None
 
 
@@ -525,5 +564,4 @@ def check_overrides(scenario: Scenario, *, duration: Any, users: Any, target_url
         c.string("target.url", target_url, None, URL_RE, "an http(s) URL like https://api.losant.com")
     if throttle is not None:
         c.choice("pacing.throttle", throttle, ("respect", "off"), None)
-    if c.problems:
-        raise ScenarioError(c.problems)
+    c.check()

@@ -5,11 +5,13 @@
 """
 
 from harness.schedule.ledger import EPSILON, MODES, NO_TICKET, Ledger, Mode, Rule, Ticket, plan_rule
+from harness.schedule.mqtt import MQTT_OPERATIONS, backoff_delay, full_connection_seconds
 from harness.schedule.timeline import (
     Action, DeviceTimeline, Due, FleetTimeline, class_timelines, device_streams, fleet_streams, spread_phases, stable_seed, unit,
 )
 
 __all__ = [
     "EPSILON", "MODES", "NO_TICKET", "Action", "DeviceTimeline", "Due", "FleetTimeline", "Ledger", "Mode", "Rule", "Ticket",
+    "MQTT_OPERATIONS", "backoff_delay", "full_connection_seconds",
     "class_timelines", "device_streams", "fleet_streams", "plan_rule", "spread_phases", "stable_seed", "unit",
 ]

@@ -47,6 +47,11 @@ counted when the call was admitted: at most C - 1 others run beside it. J is the
 table's ``job_seconds`` (the emulator's), or the longest the scenario says the target's
 jobs run (``RunContext`` passes it in).
 
+**MQTT** (``harness.schedule.mqtt``): a CONNECT and a state PUBLISH are admitted and charged
+the same way, by the broker's rows of ``LimitsTable.mqtt`` (a CONNECT until its CONNACK, a
+PUBLISH until its PUBACK), under the keys the broker counts (application, device and topic,
+connection).
+
 **Probe mode** plans the probed limits on *planned* times instead (``reserve``):
 evenly spaced at ``factor`` × the documented rate, so the (count+1)-th call lands
 inside the window of the first and is the first one over; every other limit is
@@ -58,12 +63,14 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, replace
-from typing import Collection, Literal, Mapping, Union
+from typing import Collection, Mapping, Union
 
-from harness.limits import Limit, LimitsTable
+from harness.limits import PACING_MODES, Limit, LimitsTable, PacingMode
+from harness.schedule.mqtt import MQTT_OPERATIONS
 
-Mode = Literal["respect", "probe", "off"]
-MODES = ("respect", "probe", "off")
+Mode = PacingMode
+MODES = PACING_MODES
+
 #: Times sit this far past a window edge, so "more than ``window`` apart" holds after
 #: float rounding even for epoch timestamps (one ulp at 1.7e9 s is 2.4e-7 s).
 EPSILON = 1e-4
@@ -215,7 +222,9 @@ class Ledger:
         not a matter of timing). None in ``off`` mode."""
         cached = self._rules.get(operation)
         if cached is None:
-            paced = [(lim, paced_limit(lim, self.table.job_seconds)) for lim in self.table.for_operation(operation)]
+            limits = self.table.for_operation(operation) or tuple(
+                lim for lim in self.table.mqtt if lim.name in MQTT_OPERATIONS.get(operation, ()))
+            paced = [(lim, paced_limit(lim, self.table.job_seconds)) for lim in limits]
             cached = () if self.mode == "off" else tuple(
                 plan_rule(as_rate, self.mode, self.margin, self._probed(lim), self.probe_factor)
                 for lim, as_rate in paced if as_rate is not None

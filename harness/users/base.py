@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 import orjson
@@ -20,9 +20,7 @@ from locust.exception import StopUser
 
 from harness.record import classify
 from harness.schedule import NO_TICKET
-
-if TYPE_CHECKING:
-    from harness.session import RunContext
+from harness.session import RunContext, SampleSink, run_of
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 #: The status ``LosantUser.call`` returns for a send the ledger dropped (nothing was sent).
@@ -34,7 +32,7 @@ class Unauthorized(Exception):
 
 
 class LosantUser(FastHttpUser):
-    """Base for every simulated caller; ``environment.losant`` carries the run's shared context."""
+    """Base for every simulated caller; ``run_of(environment)`` is the run's shared context."""
 
     abstract = True
     network_timeout = 30.0
@@ -50,13 +48,13 @@ class LosantUser(FastHttpUser):
         self._ctx: RunContext | None = None
         self._headers: dict[str | None, dict[str, str]] = {}
         #: While set (the harness's own tear-down calls), samples go here instead of the run's recorder.
-        self.own_recorder: Any = None
+        self.own_recorder: SampleSink | None = None
 
     @property
     def ctx(self) -> RunContext:
         ctx = self._ctx
         if ctx is None:
-            ctx = getattr(self.environment, "losant", None)
+            ctx = run_of(self.environment)
             if ctx is None:  # the run could not be prepared (the error was printed): nothing to drive
                 raise StopUser()
             self._ctx = ctx

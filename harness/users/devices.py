@@ -12,29 +12,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gevent
 from gevent.pool import Pool
 from locust import task
 
-from harness.fleet import Device
+from harness.session import Reporter
 from harness.users.base import LosantUser
-
-
-@dataclass
-class Reporter:
-    """One device whose state a loop sends, and whose token it uses."""
-
-    device: Device
-    auth_id: str  # the device that authenticates: itself, or its gateway
-    state: Callable[[], dict[str, Any]]  # the next state's data
-    batch_size: int
-    polls: bool  # connects itself: polls commands, sets its connection status (peripherals do not)
-    interval: float = 1.0  # seconds between its state reports (a send that cannot go within one is dropped)
-    connection_status: bool = False
-    paths: dict[str, str] = field(default_factory=dict)  # request paths, built once
 
 
 class ReportingUser(LosantUser):

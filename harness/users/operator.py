@@ -29,6 +29,7 @@ from harness.scenario import make_state_generator
 from harness.users import probes
 from harness.users.base import LosantUser
 from harness.users.limited import Objects, Request, action_request
+from harness.users.mqtt_hub import settle_command, stamp_command
 
 QUERY_DEVICES = 10
 
@@ -131,13 +132,25 @@ class OperatorUser(LosantUser):
         delay = planned - time.time()
         if delay > 0:
             self._sleep(delay)
-        body = {"name": getattr(spec, "name", None) or "ping", "payload": {"at": int(planned * 1000)}}
-        self.op("device.sendCommand", "POST", f"{self.app}/devices/{device}/command", device, body, planned)
+        payload: dict[str, Any] = {"at": int(planned * 1000)}
+        body = {"name": getattr(spec, "name", None) or "ping", "payload": payload}
+        cid = stamp_command(self.ctx, payload, [device], sent=time.time())  # MQTT devices: delivery latency
+        status = 0  # a call cut short by the stop reaches no device
+        try:
+            status = self.op("device.sendCommand", "POST", f"{self.app}/devices/{device}/command", device, body, planned)
+        finally:
+            settle_command(self.ctx, cid, status)
 
     def do_send_command_tag(self, spec: Any) -> None:
         body: dict[str, Any] = {"name": getattr(spec, "name", None) or "sync", "payload": {},
                                 "deviceTags": self.run_tag_filter(getattr(spec, "tags", None))}
-        self.op("devices.sendCommand", "POST", f"{self.app}/devices/command", self.ctx.fleet.application_id, body)
+        cid = stamp_command(self.ctx, body["payload"], None, getattr(spec, "tags", None), time.time())
+        status = 0
+        try:
+            status = self.op("devices.sendCommand", "POST", f"{self.app}/devices/command", self.ctx.fleet.application_id,
+                             body)
+        finally:
+            settle_command(self.ctx, cid, status)
 
     def do_create_event(self, spec: Any) -> None:
         app_id = self.ctx.fleet.application_id

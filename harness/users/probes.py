@@ -27,15 +27,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import orjson
 
 from harness.limits import Limit
+from harness.session import RunContext
 from harness.users.limited import Objects, Request, file_upload, insert_rows, table_rows
-
-if TYPE_CHECKING:
-    from harness.session import RunContext
 
 #: Seconds a due round of a shared limit waits for another operation's turn.
 TURN_WAIT = 2.0

@@ -86,7 +86,7 @@ def rss_mb(pid: int) -> float:
 @pytest.fixture(scope="module")
 def short() -> Iterator[EmulatorProcess]:
     """Timeouts of a fraction of a second."""
-    with EmulatorProcess(quiet=True, no_mqtt=True, idle_timeout=0.3, header_timeout=0.5, body_timeout=0.5,
+    with EmulatorProcess(quiet=True, no_mqtt=True, idle_timeout=0.3, keepalive_timeout=0.6, header_timeout=0.5, body_timeout=0.5,
                          max_header_bytes=16384) as emu:
         yield emu
 
@@ -94,7 +94,7 @@ def short() -> Iterator[EmulatorProcess]:
 @pytest.fixture(scope="module")
 def roomy() -> Iterator[EmulatorProcess]:
     """Long timeouts (nothing expires during a test), a 2 MiB in-flight cap, 40 connections at most."""
-    with EmulatorProcess(quiet=True, no_mqtt=True, idle_timeout=60, header_timeout=60, body_timeout=60,
+    with EmulatorProcess(quiet=True, no_mqtt=True, idle_timeout=60, keepalive_timeout=60, header_timeout=60, body_timeout=60,
                          max_header_bytes=16384, max_body_in_flight=2 * MiB, max_connections=40) as emu:
         yield emu
 
@@ -113,11 +113,14 @@ def test_idle_connections_are_closed_before_their_first_request(short: EmulatorP
             sock.close()
 
 
-def test_keep_alive_connection_is_closed_after_idle_timeout(short: EmulatorProcess) -> None:
+def test_keep_alive_connection_is_closed_after_keepalive_timeout(short: EmulatorProcess) -> None:
     with connect(short.url) as sock:
+        t0 = time.monotonic()
         sock.sendall(NORMAL.replace(b"Connection: close", b"Connection: keep-alive"))
-        answer, _ = read_until_closed(sock)
+        answer, closed_at = read_until_closed(sock)
     assert parse(answer)[0] == 401
+    # a served client keeps its connection past the 0.3 s first-request timeout, up to the 0.6 s keep-alive one
+    assert closed_at - t0 >= 0.55
 
 
 def test_slowloris_headers_get_408_and_are_closed(short: EmulatorProcess) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ..faults import Receive, Scope, Send, send_error
-from ..faults_admin import LOOPBACK
+from ..http import from_loopback
 from .broker import Broker
 
 
@@ -24,8 +24,7 @@ class MqttAdmin:
         self.broker = broker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client = scope.get("client") or ("", 0)
-        if client[0] not in LOOPBACK:
+        if not from_loopback(scope):
             await send_error(send, 404, "NotFound", f"Path {scope['path']} was not found")
             return
         method = scope["method"]

@@ -1,0 +1,375 @@
+"""MQTT devices: one broker connection each, states published on their open-loop timelines,
+commands pushed by the broker, reconnects with back-off.
+
+A user drives a chunk of a transport-``mqtt`` class (``DEVICES_PER_MQTT_USER`` devices,
+whatever the fleet mode): one ``Link`` (paho's engine and a greenlet, ``mqtt_link.py``) per
+device that connects itself (a gateway publishes for its peripherals over its own
+connection), one connector greenlet, and the timeline loop.
+
+**Connecting.** The connector takes links in the order they want to connect (at the start
+all at once; after a loss, when the back-off ends) and asks the ledger for each CONNECT
+under ``mqtt.newConnections`` (respect mode): 300 per 15 s per application, so a fleet's
+ramp-up is planned, not refused; the CONNECT is charged until its CONNACK. The sample's
+planned time is the last time the ledger named (the slot), or the back-off's end.
+
+**Publishing.** Each state due on the timeline is one PUBLISH ``{"time", "data"}`` on
+``losant/<id>/state`` at QoS 1, admitted by the ledger under ``mqtt.publishIn`` (device and
+topic) and ``mqtt.connectionMessages`` (the connection) and charged until its PUBACK. A
+PUBACKed state is accepted: it goes to the read-back log like a REST state. A state due
+before the device's first connection is skipped (as a REST user skips sends planned before
+it started); one due while it is disconnected, or that the ledger cannot fit before the
+device's next state, is dropped and counted (``dropped``).
+
+**Sampling visibility.** Every ``VISIBILITY_EVERY``-th acknowledged state is looked for with
+REST last-value queries (backing off from 50 ms to 1 s, for up to ``VISIBILITY_TIMEOUT``),
+at most ``VISIBILITY_CHECKS`` at a time per user: ``mqtt.stateVisible``.
+
+Samples: see ``harness/record.py`` (the MQTT operations).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import time
+from datetime import datetime
+from time import perf_counter
+from typing import Any
+
+import gevent
+import gevent.event
+from gevent.lock import BoundedSemaphore
+import orjson
+from locust import task
+
+from harness.errors import ConfigError
+from harness.record import CONNECTION, NO_ERROR, OTHER, TIMEOUT
+from harness.schedule import backoff_delay
+from harness.session import Reporter
+from harness.users.base import LosantUser
+from harness.users.mqtt_hub import MqttHub
+from harness.users.mqtt_link import BROKER_CLOSED, CLIENT_CLOSED, KEEPALIVE_TIMEOUT, TAKEN_OVER, BrokerAddress, Link
+
+VISIBILITY_EVERY = 50  # one acknowledged state in this many is looked for over REST
+VISIBILITY_CHECKS = 4  # at most this many look-ups at a time per user
+VISIBILITY_TIMEOUT = 10.0  # seconds: a state not seen by then is recorded as never seen
+STOP_ACK_WAIT = 2.0  # seconds the stop waits for PUBACKs in flight before closing
+STOP_COMMAND_WAIT = 1.0  # seconds the stop waits for commands in flight to arrive
+CONNECTION_ERRORS = (BROKER_CLOSED, KEEPALIVE_TIMEOUT, TAKEN_OVER)
+#: Seconds a CONNECT or PUBLISH keeps counting in the ledger past its answer: the ledger needs no margin
+#: (harness.schedule.ledger), but the judge's timing bounds do, to prove a window held less than its count
+#: rather than leave it undecided (5 ms of 15 s: 0.03 % of the rate).
+DECIDABLE = 0.005
+#: CONNECTs the process keeps waiting for their CONNACK at most (all users together): with the
+#: new-connection limit raised (benchmarks, a storm on purpose), 10,000 at once overflowed the
+#: emulator's listen backlog and most attempts timed out, and 1,000 at once (200 per user) still
+#: took 41 s where 200 took 5 s (bench/mqtt_generator.py). The documented limit never gets near it.
+MAX_CONNECTING = 200
+
+
+def broker_address(ctx: Any) -> BrokerAddress:
+    """The run's broker: the embedded emulator's (``RunContext.mqtt_url``) or the scenario's."""
+    url = getattr(ctx, "mqtt_url", "") or ctx.scenario.target.mqtt_url
+    if not url:
+        raise ConfigError("transport: mqtt needs a broker: the embedded emulator was started without one "
+                          "(--no-mqtt?), and target.mqtt_url is not set")
+    return BrokerAddress.parse(url)
+
+
+class MqttFleetUser(LosantUser):
+    """Drives a chunk of MQTT devices (``harness.users.Mqtt``)."""
+
+    abstract = True
+    claim_kind = "mqtt"
+
+    def on_start(self) -> None:
+        ctx = self.ctx
+        self.units = ctx.claim(self.claim_kind)
+        self.reporters: list[Reporter] = ctx.reporters_for(self.units)
+        hub = ctx.mqtt
+        if hub is None:
+            hub = ctx.mqtt = MqttHub(broker_address(ctx), ctx.fleet.run_tag)
+        self.hub: MqttHub = hub
+        fleet = ctx.fleet
+        self.rec = ctx.recorder
+        self.op_codes = {name: self.rec.op_code(name) for name in (
+            "mqtt.connect", "mqtt.publishState", "mqtt.commandDelivery", "mqtt.stateVisible", "mqtt.disconnect")}
+        self.links: dict[str, Link] = {}
+        for r in self.reporters:
+            if r.auth_id not in self.links:
+                self.links[r.auth_id] = Link(r.auth_id, hub.address, fleet.access_key, str(fleet.access_secret), self,
+                                             hub.tls_context)
+        self.key_codes: dict[str, int] = {d: self.rec.key_code(d) for d in self.links}
+        self.topics = [f"losant/{r.device.id}/state" for r in self.reporters]
+        # what the broker counts mqtt.publishIn by: the connecting device (a gateway for its peripherals) and topic
+        self.topic_keys = [f"{r.auth_id}:{t}" for r, t in zip(self.reporters, self.topics)]
+        self.state_keys = [self.rec.key_code(k) for k in self.topic_keys]
+        #: mid -> (reporter index, planned, sent, t0, time ms, payload bytes, ledger ticket), per link
+        self.pending: dict[str, dict[int, tuple[int, float, float, float, int, int, Any]]] = {
+            d: {} for d in self.links}
+        tags = {r.device.id: ctx.classes[r.device.class_name].tags for r in self.reporters}
+        hub.join(list(self.links.values()), tags)
+        self.rng = random.Random()
+        self.queue: list[tuple[float, int, str]] = []  # (wanted at, order, device id): connects to make
+        self.order = 0
+        self.wake = gevent.event.Event()
+        if hub.connecting is None:
+            hub.connecting = BoundedSemaphore(MAX_CONNECTING)
+        self.connecting = hub.connecting
+        self.greenlets: list[Any] = []
+        self.acked = 0
+        self.checking = 0
+        self.tokens: dict[str, str | None] = {}
+        self.stopped = False
+        self.first_connects = 0
+        now = time.time()
+        for device_id in self.links:
+            self.enqueue(device_id, now)
+        ctx.on_user_ready()
+
+    # -- connecting ---------------------------------------------------------------------------------
+    def enqueue(self, device_id: str, at: float) -> None:
+        self.order += 1
+        heapq.heappush(self.queue, (at, self.order, device_id))
+        self.wake.set()
+
+    def connector(self) -> None:
+        """Take links in the order they want to connect; each CONNECT as the ledger allows."""
+        ctx = self.ctx
+        ledger = ctx.ledger
+        keys = {"application": ctx.fleet.application_id}
+        queue = self.queue
+        slot = -math.inf  # the last time the ledger named for a CONNECT
+        while not self.stopped:
+            if not queue:
+                self.wake.clear()
+                self.wake.wait()
+                continue
+            wanted = queue[0][0]
+            now = time.time()
+            if wanted > now:
+                self.wake.clear()
+                self.wake.wait(wanted - now)  # an earlier want (a new loss) wakes it
+                continue
+            _, _, device_id = heapq.heappop(queue)
+            self.connecting.acquire()  # before the ledger: a CONNECT is charged from its admission
+            now = time.time()
+            # a link queued behind the ledger's slots waited for the limit, not for the generator
+            planned = max(wanted, slot)
+            ticket: Any = ()
+            if ctx.paced:
+                while True:
+                    ticket = ledger.admit("mqtt.connect", keys, now)
+                    if ticket.__class__ is tuple:
+                        break
+                    planned = slot = ticket
+                    gevent.sleep(ticket - now)
+                    now = time.time()
+                    if self.stopped:
+                        return
+            g = gevent.spawn(self.attempt, self.links[device_id], planned, ticket)
+            self.greenlets.append(g)
+            if len(self.greenlets) > 4 * len(self.links):
+                self.greenlets = [x for x in self.greenlets if not x.dead]
+
+    def attempt(self, link: Link, planned: float, ticket: Any) -> None:
+        """One connection attempt, then the connection's life; a loss or refusal queues the next."""
+        first = not link.ever_connected
+        try:
+            status, error, sent, latency = link.connect()
+        except Exception:  # noqa: BLE001 - a client bug must not end the device: counted, retried
+            sent = time.time()
+            status, error, latency = 0, OTHER, 0.0
+        finally:
+            self.connecting.release()
+        if ticket:
+            self.ctx.ledger.done(ticket, time.time() + DECIDABLE)
+        self.rec.record(self.op_codes["mqtt.connect"], self.key_codes[link.device_id], min(planned, sent), sent,
+                        latency, status, 0, error)
+        if status == 200:
+            if self.stopped:
+                link.close(CLIENT_CLOSED)
+                return
+            if first:
+                self.first_connects += 1
+                if self.first_connects == len(self.links):  # every client exists: freeze them out of the GC's walks
+                    self.ctx.on_user_ready()
+            link.serve()
+        if not self.stopped and not link.connected:
+            link.attempts += 1
+            self.enqueue(link.device_id, time.time() + backoff_delay(link.attempts, self.rng.random()))
+
+    # -- link events ----------------------------------------------------------------------------------
+    def on_lost(self, link: Link, reason: int, at: float) -> None:
+        reason = self.hub.loss_reason(reason, at)
+        self.rec.record(self.op_codes["mqtt.disconnect"], self.key_codes[link.device_id], at, at, 0.0, reason, 0,
+                        CONNECTION if reason in CONNECTION_ERRORS else NO_ERROR)
+        pending = self.pending[link.device_id]
+        if pending:
+            ledger = self.ctx.ledger
+            code = self.op_codes["mqtt.publishState"]
+            for index, planned, sent, t0, _, nbytes, ticket in pending.values():
+                if ticket:
+                    ledger.done(ticket, at + DECIDABLE)
+                self.rec.record(code, self.state_keys[index], planned, sent, perf_counter() - t0, 0, nbytes, CONNECTION)
+            pending.clear()
+
+    def on_puback(self, link: Link, mid: int, at: float) -> None:
+        entry = self.pending[link.device_id].pop(mid, None)
+        if entry is None:
+            return
+        index, planned, sent, t0, time_ms, nbytes, ticket = entry
+        latency = perf_counter() - t0
+        if ticket:
+            self.ctx.ledger.done(ticket, at + DECIDABLE)
+        self.rec.record(self.op_codes["mqtt.publishState"], self.state_keys[index], planned, sent, latency, 200,
+                        nbytes, NO_ERROR)
+        device_id = self.reporters[index].device.id
+        self.ctx.accepted_states(device_id, [time_ms])
+        self.acked += 1
+        if self.acked % VISIBILITY_EVERY == 0 and self.checking < VISIBILITY_CHECKS and not self.stopped:
+            self.checking += 1
+            gevent.spawn(self.check_visible, device_id, time_ms, sent)
+
+    def on_message(self, link: Link, topic: str, payload: bytes, at: float) -> None:
+        try:
+            message = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(message, dict):
+            return
+        body = message.get("payload")
+        sent = body.get("sent") if isinstance(body, dict) else None
+        if isinstance(sent, (int, float)) and not isinstance(sent, bool):
+            self.hub.received(link.device_id, str(body.get("cmd")))  # type: ignore[union-attr]
+        else:  # not stamped by an operator of this run: the platform's own time of the command
+            sent = _epoch(message.get("time"))
+            if sent is None:
+                return
+        self.rec.record(self.op_codes["mqtt.commandDelivery"], self.key_codes[link.device_id], sent, sent,
+                        max(0.0, at - sent), 200, len(payload), NO_ERROR)
+
+    # -- publishing -----------------------------------------------------------------------------------
+    def publish(self, index: int, planned: float, latest: float) -> None:
+        r = self.reporters[index]
+        link = self.links[r.auth_id]
+        if not link.connected:
+            if link.ever_connected:
+                self.ctx.dropped += 1
+            return
+        ctx = self.ctx
+        ticket: Any = ()
+        if ctx.paced:
+            keys = link.keys.get(r.device.id)
+            if keys is None:
+                keys = link.keys[r.device.id] = {"device_topic": self.topic_keys[index], "connection": link.conn_key}
+            now = time.time()
+            ticket = ctx.ledger.admit("mqtt.publishState", keys, now)
+            if ticket.__class__ is not tuple:
+                if ticket > latest:
+                    ctx.dropped += 1
+                else:
+                    gevent.spawn_later(ticket - now, self.publish, index, ticket, latest)
+                return
+        time_ms = int(planned * 1000)
+        payload = orjson.dumps({"time": time_ms, "data": r.state()})
+        sent = time.time()
+        t0 = perf_counter()
+        mid = link.publish(self.topics[index], payload)
+        if mid is None:
+            if ticket:
+                ctx.ledger.done(ticket, time.time() + DECIDABLE)
+            self.rec.record(self.op_codes["mqtt.publishState"], self.state_keys[index], planned, sent,
+                            perf_counter() - t0, 0, len(payload), CONNECTION)
+            return
+        self.pending[link.device_id][mid] = (index, planned, sent, t0, time_ms, len(payload), ticket)
+
+    @task
+    def drive(self) -> None:
+        ctx = self.ctx
+        self.greenlets.append(gevent.spawn(self.connector))
+        timeline = ctx.timeline_for(self.units)
+        reporters = self.reporters
+        while True:
+            nxt = timeline.next_time()
+            if nxt is None:
+                gevent.sleep(1.0)
+                continue
+            delay = min(nxt, time.time() + 1.0) - time.time()
+            if delay > 0:
+                gevent.sleep(delay)
+            for planned, index, _action in timeline.pop_due(time.time()):
+                self.publish(index, planned, planned + reporters[index].interval)
+
+    # -- visibility -----------------------------------------------------------------------------------
+    def check_visible(self, device_id: str, time_ms: int, sent: float) -> None:
+        """Poll a REST last-value query until it returns the state (or a later one)."""
+        try:
+            token = self.tokens.get(device_id)
+            if token is None:
+                token = self.tokens[device_id] = self.authenticate_device(device_id)
+            path = f"/applications/{self.ctx.fleet.application_id}/data/last-value-query"
+            body = {"deviceIds": [device_id]}
+            deadline = sent + VISIBILITY_TIMEOUT
+            delay = 0.05
+            seen_at: float | None = None
+            while not self.stopped:
+                status, answer = self.call("data.lastValueQuery", "POST", path, token, self.ctx.fleet.application_id,
+                                           body=body)
+                now = time.time()
+                entry = answer.get(device_id) if isinstance(answer, dict) else None
+                found = _epoch(entry.get("time")) if isinstance(entry, dict) else None
+                if found is not None and found * 1000 >= time_ms - 0.5:
+                    seen_at = now
+                    break
+                if now + delay > deadline:
+                    break
+                gevent.sleep(delay)
+                delay = min(1.0, delay * 2)
+            if seen_at is not None:
+                self.rec.record(self.op_codes["mqtt.stateVisible"], self.key_codes.get(device_id) or self.rec.key_code(
+                    device_id), sent, sent, seen_at - sent, 200, 0, NO_ERROR)
+            elif not self.stopped:
+                self.rec.record(self.op_codes["mqtt.stateVisible"], self.rec.key_code(device_id), sent, sent,
+                                time.time() - sent, 0, 0, TIMEOUT)
+        finally:
+            self.checking -= 1
+
+    # -- stopping -------------------------------------------------------------------------------------
+    def on_stop(self) -> None:
+        if getattr(self, "links", None) is None:
+            return
+        self.stopped = True
+        self.hub.stopping = True
+        self.wake.set()
+        ctx = self.ctx
+        deadline = time.time() + STOP_ACK_WAIT
+        while any(self.pending.values()) and time.time() < deadline:
+            gevent.sleep(0.02)
+        deadline = time.time() + STOP_COMMAND_WAIT
+        while any(d in self.hub.awaited for d in self.links) and time.time() < deadline:
+            gevent.sleep(0.02)
+        for link in self.links.values():
+            link.close(CLIENT_CLOSED)
+        now = time.time()
+        for device_id, sent in self.hub.overdue(list(self.links)):
+            self.rec.record(self.op_codes["mqtt.commandDelivery"], self.key_codes[device_id], sent, sent, now - sent,
+                            0, 0, TIMEOUT)
+        gevent.killall([g for g in self.greenlets if not g.dead], block=False)
+        self.hub.leave(list(self.links.values()))
+        ctx.release(self.units)
+
+
+def _epoch(value: Any) -> float | None:
+    """Epoch seconds of an ISO time string or ``{"$date": ...}``; None when it is neither."""
+    if isinstance(value, dict):
+        value = value.get("$date")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) / 1000.0
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
