@@ -202,6 +202,11 @@ def mqtt_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(f"    disconnects {int(d.get('total') or 0):,}" + (f" ({reasons})" if reasons else "")
                  + f"; reconnects {int((block.get('connects') or {}).get('reconnects') or 0):,}; "
                  f"refused connects {int(b.get('refusals') or 0):,}; bans {int(b.get('episodes') or 0):,}")
+    probe = block.get("probe")
+    if isinstance(probe, dict):
+        from harness.analysis.mqtt import probe_statement
+
+        lines.append(f"    probe {probe_statement(probe)}")
     total, und = int(block.get("findings_total") or 0), int(block.get("undecided_total") or 0)
     kinds = _by_kind(block.get("findings_by_kind"))
     lines.append(f"    broker judge: {total:,} finding{'s' if total != 1 else ''}" + (f" ({kinds})" if kinds else "")

@@ -42,7 +42,7 @@ The rules, with the same soundness as the REST judge (docs/LIMITS.md, "MQTT judg
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,12 +248,13 @@ def _span_of(spans: Spans, dev: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _could_sure(calls: KeyedCalls, model: str, count: int, window: float
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For the messages without an answer: (sample positions, could be over, surely over, most in window)."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For the messages without an answer: (sample positions, could be over, surely over, most and fewest
+    accepted messages of the key in its window before it; -1 under the token bucket)."""
     maybe, acc = calls.maybe, calls.acc
     if maybe is acc or not len(maybe):
         e = np.zeros(0, np.int64)
-        return e, e.astype(bool), e.astype(bool), e
+        return e, e.astype(bool), e.astype(bool), e, e
     is_acc = np.zeros(len(maybe), bool)
     is_acc[calls.acc_in_maybe] = True
     pos = np.flatnonzero(~is_acc)
@@ -262,14 +263,14 @@ def _could_sure(calls: KeyedCalls, model: str, count: int, window: float
         rate = count / window
         lo = tokens_lo(calls, maybe, xs, xe, count, rate, 1)
         hi = tokens_hi(calls, acc, xs, xe, count, rate)
-        return maybe.index_at(pos), lo < 1.0, hi < 1.0 - _EPS, np.full(len(pos), -1)
+        return maybe.index_at(pos), lo < 1.0, hi < 1.0 - _EPS, np.full(len(pos), -1), np.full(len(pos), -1)
     if model == "fixed":
         could = could_fixed(calls, maybe, xs, xe, window, 0.0, 1)
         sure = sure_fixed(calls, acc, xs, xe, window, 0.0)
     else:
         could = could_sliding(maybe, xs, xe, window, 1)
         sure = sure_sliding(acc, xs, xe, window)
-    return maybe.index_at(pos), could >= count, sure >= count, could
+    return maybe.index_at(pos), could >= count, sure >= count, could, sure
 
 
 def _peaks(calls: KeyedCalls, window: float) -> tuple[int, int]:
@@ -291,6 +292,8 @@ class _RateResult:
     cand_index: np.ndarray  # sample indices of unanswered messages, with could / sure over
     cand_could: np.ndarray
     cand_sure: np.ndarray
+    cand_could_n: np.ndarray  # most accepted messages of the key in the window before it (-1: not counted)
+    cand_sure_n: np.ndarray  # fewest
 
 
 def _judge_rate(limit: Limit, model: str, index: np.ndarray, key: np.ndarray, sent: np.ndarray,
@@ -299,7 +302,8 @@ def _judge_rate(limit: Limit, model: str, index: np.ndarray, key: np.ndarray, se
     report = RuleReport(limit.name, limit.count, limit.window, limit.key)
     empty = np.zeros(0, np.int64)
     if not len(index):
-        return _RateResult(report, empty, empty.astype(float), 0, empty, empty.astype(bool), empty.astype(bool))
+        return _RateResult(report, empty, empty.astype(float), 0, empty, empty.astype(bool), empty.astype(bool),
+                           empty, empty)
     _, kc = np.unique(key, return_inverse=True)
     calls = arrange(index, kc.astype(np.int64), sent, latency, np.where(status == 200, 200, 0).astype(np.int64),
                     window)
@@ -315,9 +319,10 @@ def _judge_rate(limit: Limit, model: str, index: np.ndarray, key: np.ndarray, se
     value = j.acc_sure[missed]
     if np.isnan(value).any():
         value = sure_sliding(calls.acc, calls.acc.s[missed], calls.acc.e[missed], window).astype(float)
-    cidx, ccould, csure, _ = _could_sure(calls, model, limit.count, window)
+    cidx, ccould, csure, could_n, sure_n = _could_sure(calls, model, limit.count, window)
     report.tested = report.max_possibly_in_window >= math.ceil(NEAR * limit.count) or bool(ccould.any())
-    return _RateResult(report, calls.acc.index_at(missed), value, report.undecided, cidx, ccould, csure)
+    return _RateResult(report, calls.acc.index_at(missed), value, report.undecided, cidx, ccould, csure,
+                       np.asarray(could_n, np.int64), np.asarray(sure_n, np.int64))
 
 
 def _peak(spans: Spans) -> int:
@@ -388,9 +393,115 @@ def _storms(drop: _Pick, disc: _Pick, spans: Spans, t_end: float, new_limit: Lim
     return out
 
 
+PROBE_ROW = "mqtt.publishIn"  # the broker row a probe pushes (harness/users/mqtt.py: rounds of count + 1)
+PROBE_EPISODES_SHOWN = 100
+
+
+@dataclass
+class _SpanVerdicts:
+    judged: np.ndarray  # broker-side disconnects judged
+    unexplained: np.ndarray
+    undecided: np.ndarray
+    rate_sure: np.ndarray  # surely closed for a rate limit (a ban follows)
+    offence_lo: np.ndarray  # the earliest instant the offence can have happened
+
+
+@dataclass
+class _ConnectVerdicts:
+    dev: np.ndarray
+    sent: np.ndarray
+    refused_in_ban: np.ndarray  # refused (CONNACK 3) while surely banned: justified
+    false_refusal: np.ndarray
+    accepted_in_ban: np.ndarray  # a finding
+    undecided_refusal: np.ndarray
+    undecided_accept: np.ndarray
+
+
+def _probe_block(limit: Limit, policy: Any, res: _RateResult, spans: Spans, cand_span: np.ndarray,
+                 sv: _SpanVerdicts, names: list[str], cv: _ConnectVerdicts,
+                 undecided: Mapping[str, int]) -> dict[str, Any]:
+    """What the probe of ``mqtt.publishIn`` showed (docs/LIMITS.md, "MQTT probe"): each round of
+    ``count + 1`` messages should end with a disconnect at the message over the count (onset
+    bounds: the accepted messages of its key surely / possibly in its window), a reconnect refused
+    during the ban and one accepted after it. A view of the judge's findings, never new ones."""
+    count = limit.count
+    n = len(spans)
+    onset_could = np.full(n, -1, np.int64)
+    onset_sure = np.full(n, -1, np.int64)
+    over_sure = np.zeros(n, bool)
+    ok = cand_span >= 0
+    if ok.any():
+        np.maximum.at(onset_could, cand_span[ok], res.cand_could_n[ok])
+        np.maximum.at(onset_sure, cand_span[ok], res.cand_sure_n[ok])
+        over_sure[cand_span[ok & res.cand_sure]] = True
+    judged = sv.judged
+    at_limit = judged & over_sure & ~sv.unexplained & ~sv.undecided  # disconnected for a message over the count
+    exact = at_limit & (onset_sure == count) & (onset_could == count)
+    missed = int(res.report.missed)
+    episodes = []
+    nxt_same = np.zeros(n, bool)
+    if n > 1:
+        nxt_same[:-1] = spans.device[1:] == spans.device[:-1]
+    refused_in_ban = 0
+    accepted_after = 0
+    offences: dict[int, int] = {}
+    for sp in np.flatnonzero(judged).tolist():  # spans are in device order, then time
+        dev, end = int(spans.device[sp]), float(spans.end[sp])
+        k = offences[dev] = offences.get(dev, 0) + 1
+        back = float(spans.sent[sp + 1]) if nxt_same[sp] else math.inf
+        mine = (cv.dev == dev) & (cv.sent >= end - SLACK) & (cv.sent < back)
+        during = int(np.count_nonzero(mine & cv.refused_in_ban))
+        refused_in_ban += during
+        if sv.rate_sure[sp] and math.isfinite(back):
+            accepted_after += 1
+        state = ("finding" if sv.unexplained[sp] or (mine & (cv.false_refusal | cv.accepted_in_ban)).any()
+                 else "undecided" if sv.undecided[sp] or (mine & (cv.undecided_refusal | cv.undecided_accept)).any()
+                 else "conforms")
+        episodes.append({"device": names[dev] if dev < len(names) else str(dev), "at": end,
+                         "onset": {"sure": int(onset_sure[sp]), "could": int(onset_could[sp])},
+                         "over_the_count": bool(over_sure[sp]), "refused_during_ban": during,
+                         "reconnected_after_s": back - end if math.isfinite(back) else None,
+                         "ban_s": {"least": policy.ban_seconds, "most": policy.ban_for(k)}, "state": state})
+    episodes = sorted(episodes, key=lambda e: e["at"])[:PROBE_EPISODES_SHOWN]
+    false_ref = int(cv.false_refusal.sum())
+    in_ban = int(cv.accepted_in_ban.sum())
+    findings = missed + int(sv.unexplained.sum()) + false_ref + in_ban
+    und = sum(int(v) for v in undecided.values())
+    rounds = int(at_limit.sum()) + missed
+    if findings:
+        verdict = "findings"
+    elif und:
+        verdict = "undecided"
+    elif not rounds:
+        verdict = "not tested"
+    else:
+        verdict = "conforms"
+    notes = []
+    if not rounds:
+        notes.append(f"no message went over the count ({count}) within a window")
+    elif verdict != "findings":
+        if not refused_in_ban:
+            notes.append("the ban was not seen: no reconnect was refused during it")
+        if not accepted_after:
+            notes.append("no reconnect after a ban was seen")
+    return {"limit": limit.name, "count": count, "window_s": limit.window, "verdict": verdict,
+            "note": "; ".join(notes),
+            "over_the_count": rounds, "disconnected_at_the_limit": int(at_limit.sum()),
+            "onset_exact": int(exact.sum()),
+            "onset": {"min": int(onset_sure[at_limit].min()) if at_limit.any() else None,
+                      "max": int(onset_could[at_limit].max()) if at_limit.any() else None},
+            "not_disconnected": missed, "disconnected_early": int(sv.unexplained.sum()),
+            "disconnects_undecided": int(sv.undecided.sum()),
+            "ban": {"seconds": policy.ban_seconds, "longest_s": policy.ban_max_seconds,
+                    "refused_during": refused_in_ban, "accepted_during": in_ban, "refused_after": false_ref,
+                    "reconnected_after": accepted_after},
+            "findings": findings, "undecided": und,
+            "episodes": episodes, "episodes_total": int(judged.sum())}
+
+
 def analyze_mqtt(samples: Samples, table: LimitsTable, *, app_of: Mapping[str, str] | None = None,
                  keepalive_s: float | None = None, stop_at: float | None = None, pacing_mode: str = "off",
-                 max_findings: int = 1000) -> dict[str, Any]:
+                 probe_limits: Collection[str] = (), max_findings: int = 1000) -> dict[str, Any]:
     """The ``mqtt`` block of summary.json (module docstring); empty dict when the run has no MQTT samples.
 
     ``app_of``: device id -> application id (default: one application). ``keepalive_s``: the
@@ -398,6 +509,8 @@ def analyze_mqtt(samples: Samples, table: LimitsTable, *, app_of: Mapping[str, s
     a broker-side disconnect seen after it is not judged (the harness and the broker close).
     ``pacing_mode`` "respect": a disconnect a rate limit may explain and a refusal no finding covers
     judge the pacer (``mqtt_limited_while_respecting``), as REST's throttled-while-respecting does.
+    ``probe_limits``: the scenario's ``pacing.probe.limits``; naming ``mqtt.publishIn`` (pacing mode
+    "probe") adds the ``probe`` block (``_probe_block``).
     """
     if not has_mqtt(samples):
         return {}
@@ -447,8 +560,10 @@ def analyze_mqtt(samples: Samples, table: LimitsTable, *, app_of: Mapping[str, s
         mark(sp, res.cand_could, res.cand_sure)
 
     lim_in = rows.get("mqtt.publishIn")
+    in_res: _RateResult | None = None
     if lim_in is not None:
-        charge(_judge_rate(lim_in, model, pub.index, pub.key, pub.sent, pub_lat, pub.status), pub_span, "pub")
+        in_res = _judge_rate(lim_in, model, pub.index, pub.key, pub.sent, pub_lat, pub.status)
+        charge(in_res, pub_span, "pub")
     lim_out = rows.get("mqtt.publishOut")
     if lim_out is not None and len(cmd.index):
         charge(_judge_rate(lim_out, model, cmd.index, cmd.dev, cmd.sent, cmd_lat, cmd.status), cmd_in, "cmd")
@@ -686,6 +801,13 @@ def analyze_mqtt(samples: Samples, table: LimitsTable, *, app_of: Mapping[str, s
                               value, lim.count if lim else 0, lim.window if lim else None, detail).to_dict())
     und_total = sum(undecided.values())
     tested = any(r.tested for r in reports) or bool(judged_d.any()) or bool(refused.any())
+    probe = None
+    if pacing_mode == "probe" and PROBE_ROW in probe_limits and lim_in is not None and in_res is not None:
+        probe = _probe_block(
+            lim_in, policy, in_res, spans, pub_span[np.searchsorted(pub.index, in_res.cand_index)],
+            _SpanVerdicts(judged_d, unexplained, und_d, rate_sure, offence_lo), devs.names,
+            _ConnectVerdicts(conn.dev, conn.sent, refused & ban_sure, false_ref, missed_ban & ~limit_missed,
+                             und_ref, accepted & ban_could & ~ban_sure & ~missed_ban), undecided)
     return {
         "devices": fleet,
         "connects": {"attempts": int(len(conn.index)), "accepted": int(accepted.sum()),
@@ -724,6 +846,7 @@ def analyze_mqtt(samples: Samples, table: LimitsTable, *, app_of: Mapping[str, s
         "findings_total": len(findings), "findings_by_kind": by_kind, "findings": listed,
         "undecided_total": und_total, "undecided_by_kind": undecided,
         "tested": tested, "rule": RULE, "series": series, "devices_seen": n_dev,
+        **({"probe": probe} if probe is not None else {}),
     }
 
 
@@ -749,3 +872,24 @@ def merge_into_conformance(conf: dict[str, Any], block: Mapping[str, Any], max_f
     if block.get("tested"):
         conf["tested"] = True
         conf["not_tested_reason"] = ""
+
+
+def probe_statement(probe: Mapping[str, Any]) -> str:
+    """The probe block in one sentence (the terminal, the report and junit.xml print the same words)."""
+    count, window = probe.get("count"), probe.get("window_s")
+    ban = probe.get("ban") or {}
+    onset = probe.get("onset") or {}
+    lo, hi = onset.get("min"), onset.get("max")
+    at = ("" if lo is None else f" after {lo} accepted messages in the window" if lo == hi
+          else f" after {lo} to {hi} accepted messages in the window")
+    text = (f"{probe.get('limit')} ({count} per {window:g} s per device and topic): {probe.get('verdict')}; "
+            f"{int(probe.get('over_the_count') or 0):,} rounds went over the count, "
+            f"{int(probe.get('disconnected_at_the_limit') or 0):,} disconnected at the message over it{at}, "
+            f"{int(probe.get('not_disconnected') or 0):,} acknowledged over it, "
+            f"{int(probe.get('disconnected_early') or 0):,} disconnected with no message over it; "
+            f"reconnects refused during the ban {int(ban.get('refused_during') or 0):,}, accepted during it "
+            f"{int(ban.get('accepted_during') or 0):,}, refused after it {int(ban.get('refused_after') or 0):,}, "
+            f"accepted after it {int(ban.get('reconnected_after') or 0):,}")
+    if probe.get("note"):
+        text += f" ({probe['note']})"
+    return text

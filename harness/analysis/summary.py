@@ -76,14 +76,15 @@ def latency_stats(samples: Samples) -> tuple[dict[str, dict[str, Any]], dict[int
 def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
             key_kinds: Mapping[str, str] | None = None, series: bool = True, bucket: float = 1.0,
             max_findings: int = 1000, steady: Mapping[str, Any] | None = None,
-            jobs: JobLength | None = None) -> dict[str, Any]:
+            jobs: JobLength | None = None, probe_limits: tuple[str, ...] = ()) -> dict[str, Any]:
     """Every figure of the summary except scenario, integrity and verdicts.
 
     ``steady`` passes what the run folder knows of the ramp-up and the stop to
     ``throughput.steady_window`` (``started``, ``spawned``, ``stopping``,
     ``planned_duration``, ``ramp_s``, ``ramp_note``); without it the steady window is the
     whole run. ``jobs``: the job lengths the concurrency judge allows (default: an
-    unknown target's, see ``concurrency.job_length``).
+    unknown target's, see ``concurrency.job_length``). ``probe_limits``: the scenario's
+    ``pacing.probe.limits`` (the MQTT judge's probe block).
     """
     t0, t_end = tp.time_origin(samples)
     n = len(samples)
@@ -146,7 +147,7 @@ def analyze(samples: Samples, table: LimitsTable, pacing_mode: str = "respect",
     }
     if has_mqtt(samples):  # MQTT devices: their block, and their findings in the one conformance total
         out["mqtt"] = analyze_mqtt(samples, table, stop_at=(steady or {}).get("stopping"), pacing_mode=pacing_mode,
-                                   max_findings=max_findings)
+                                   probe_limits=probe_limits, max_findings=max_findings)
         merge_into_conformance(out["conformance"], out["mqtt"], max_findings)
     if series and n:
         out["series"] = build_series(samples, t0, t_end, bucket)
@@ -190,7 +191,10 @@ def build_summary(samples: Samples, table: LimitsTable, scenario_info: Mapping[s
     criteria = criteria if criteria is not None else Criteria()
     summary: dict[str, Any] = {"schema": SCHEMA, "version": VERSION, "scenario": dict(scenario_info)}
     jobs = job_length(scenario_info.get("job_seconds"), scenario_info.get("target_kind"), table)
-    summary.update(analyze(samples, table, pacing_mode, key_kinds, series, steady=steady, jobs=jobs))
+    probe = ((scenario_info.get("pacing") or {}).get("probe") or {}) if isinstance(scenario_info.get("pacing"), dict) else {}
+    probe_limits = tuple(str(x) for x in probe.get("limits") or ()) if isinstance(probe, dict) else ()
+    summary.update(analyze(samples, table, pacing_mode, key_kinds, series, steady=steady, jobs=jobs,
+                           probe_limits=probe_limits))
     summary["integrity"] = dict(integrity) if integrity is not None else {
         "checked": False, "reason": "the read-back was not run"}
     summary["criteria"] = {"latency": [{"op": op, "percentile": p, "bound_ms": b} for op, p, b in criteria.latency],

@@ -16,7 +16,8 @@ from, so the four never disagree:
   even when the criteria allow some findings); a row not tested, undecided or not
   judged is ``<skipped>`` with that word;
 - with MQTT devices (summary.json ``mqtt``): one case per broker row, one for broker-side
-  disconnects and one for bans, failing like the documented rows;
+  disconnects and one for bans, failing like the documented rows; an MQTT probe adds one
+  case with its verdict (``mqtt.probe``);
 - an interrupted run adds a case that errs ("the run ended before its planned end"),
   because its figures cover only part of the plan.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.criteria import measure_text
+from harness.analysis.mqtt import probe_statement
 
 
 def _case(suite: ET.Element, classname: str, name: str) -> ET.Element:
@@ -169,6 +171,11 @@ def mqtt_cases(summary: dict[str, Any]) -> list[tuple[str, int, str, str]]:
     found = int(b.get("accepted_during_ban") or 0)
     out.append(("bans", found, "findings" if found else ("conforms" if b.get("episodes") else "not tested"),
                 f"{int(b.get('episodes') or 0):,} bans seen, {int(b.get('refusals') or 0):,} refused connects"))
+    probe = block.get("probe")
+    if isinstance(probe, dict):  # the probe's own verdict: a view of the findings above, counted once in the total
+        verdict = str(probe.get("verdict") or "not tested")
+        out.append((f"probe {probe.get('limit')}", int(probe.get("findings") or 0), verdict,
+                    probe_statement(probe)))
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.mqtt import probe_statement
 from harness.report import tables
 from harness.report.charts import INK, MUTED, OUTSIDE, _figure, _time_axis, styled, to_data_uri
 from harness.report.figures import PALETTE
@@ -111,6 +112,35 @@ def _storms(storms: Sequence[Mapping[str, Any]], t0: float) -> str:
                          "least the limit allows", "limit"), rows, cls="mqtt-storms", numeric_from=1)
 
 
+def _probe(probe: Mapping[str, Any], t0: float) -> str:
+    """The probe of the per-topic limit: its verdict in words, then each disconnect it drew."""
+    verdict = str(probe.get("verdict") or "")
+    cls = {"conforms": "ok", "findings": "fail"}.get(verdict, "warn")
+    out = (f'<h3>Probe: {esc(probe.get("limit"))} pushed past its count</h3>'
+           f'<div class="alert {cls}" id="mqtt-probe">{esc(probe_statement(probe))}</div>')
+    rows = []
+    for e in probe.get("episodes") or []:
+        if not isinstance(e, dict):
+            continue
+        onset = e.get("onset") or {}
+        sure, could = onset.get("sure"), onset.get("could")
+        at = "–" if not isinstance(sure, int) or sure < 0 else (f"{sure}" if sure == could else f"{sure}–{could}")
+        ban = e.get("ban_s") or {}
+        state = str(e.get("state") or "")
+        rows.append(f'<tr>{cell(rel(float(e.get("at") or t0), t0))}{cell(e.get("device"))}{cell(at, "n")}'
+                    f'{cell(num(e.get("refused_during_ban")), "n")}{cell(_seconds(e.get("reconnected_after_s")), "n")}'
+                    f'{cell(_seconds(ban.get("least")) + " – " + _seconds(ban.get("most")))}'
+                    f'{cell(state, "bad" if state == "finding" else ("warn" if state == "undecided" else ""))}</tr>')
+    total = int(probe.get("episodes_total") or 0)
+    if rows:
+        out += tables.table(("disconnected at", "device", "accepted messages in the window before", "reconnects refused "
+                             "during the ban", "reconnected after", "ban the policy allows", "judged"), rows,
+                            cls="mqtt-probe", numeric_from=2)
+        if total > len(rows):
+            out += f'<p class="legend-note">First {len(rows):,} of {total:,} disconnects.</p>'
+    return out
+
+
 def section(summary: Mapping[str, Any], colors: Mapping[str, str]) -> str:
     """The ``<section id="mqtt">`` (empty string when the summary has no ``mqtt`` block)."""
     block = summary.get("mqtt")
@@ -162,6 +192,9 @@ def section(summary: Mapping[str, Any], colors: Mapping[str, str]) -> str:
              f'Refused connects (CONNACK 3): {num(bans.get("refusals") or 0)}, of which '
              f'{num(bans.get("refusals_the_connection_limit_explains") or 0)} the new-connection limit explains and '
              f'{num(bans.get("refusals_only_a_ban_explains") or 0)} only a ban can.</p>')
+    probe = block.get("probe")
+    if isinstance(probe, dict):
+        body += _probe(probe, t0)
     body += "<h3>The broker's limits</h3>" + _rules([r for r in block.get("rules") or [] if isinstance(r, dict)])
     found = [f for f in block.get("findings") or [] if isinstance(f, dict)]
     body += "<h3>MQTT findings</h3>" + (tables.findings(found, total, t0) if total else

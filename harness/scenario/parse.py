@@ -95,6 +95,8 @@ DEVICE_DRIVEN = ("device.sendState",)
 UPLOAD_MIN = 64
 PACING = ("throttle", "margin", "probe")
 PROBE = ("limits", "factor")
+#: The broker's rows a probe can push: a device's own state publishes past the per-topic count.
+MQTT_PROBES = ("mqtt.publishIn",)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -447,6 +449,11 @@ def _pacing(c: Checker, value: Any, target: Target, operators: OperatorsSpec, fl
             known[lim.name] = lim
             for op in lim.operations:
                 known.setdefault(op, lim)
+    mqtt_fleet = any(getattr(cls, "transport", "rest") == "mqtt" for cls in fleet.classes)
+    if table is not None:  # the broker's rows a probe can push (harness.users.mqtt: the devices' own publishes)
+        for lim in table.mqtt:
+            if lim.name in MQTT_PROBES:
+                known[lim.name] = lim
     raw = p.get("limits")
     if not isinstance(raw, list) or not raw:
         c.bad("pacing.probe.limits", raw, "a non-empty list of limit names, like [device.sendState]")
@@ -461,6 +468,10 @@ def _pacing(c: Checker, value: Any, target: Target, operators: OperatorsSpec, fl
             continue
         names.append(str(item))
         lim = known.get(item)
+        if lim is not None and lim.transport == "mqtt":
+            if not mqtt_fleet:
+                c.add(where, f"{item!r}: MQTT devices push it; expected a fleet class with transport: mqtt")
+            continue
         if lim is not None and not set(lim.operations) & driven:
             actions = [a for a, op in ACTION_OPERATIONS.items() if op in lim.operations]
             c.add(where, f"{item!r}: nothing in this scenario calls it; expected operators.actions to include "

@@ -20,6 +20,17 @@ before the device's first connection is skipped (as a REST user skips sends plan
 it started); one due while it is disconnected, or that the ledger cannot fit before the
 device's next state, is dropped and counted (``dropped``).
 
+**Probing** (``throttle: probe`` naming ``mqtt.publishIn``): each device that connects itself
+publishes no timeline; it runs rounds on its own state topic instead, as the REST operators'
+probe rounds do (``harness.users.probes``): ``count + 1`` states back to back, each
+``PROBE_GAP`` after the previous PUBACK (so the broker's order is certain), the last one over
+the count. The broker should drop it and disconnect the device; the device then reconnects
+once during the ban it should have drawn (half the first offence's ban after the loss) and
+once just after the longest ban the policy allows for its offences so far
+(``MqttPolicy.ban_for``), then waits until the round's messages have left the window
+(window + 1 s) before the next round. The judge (``harness/analysis/mqtt.py``) decides from
+the samples whether the disconnect, the refusal and the acceptance were as documented.
+
 **Sampling visibility.** Every ``VISIBILITY_EVERY``-th acknowledged state is looked for with
 REST last-value queries (backing off from 50 ms to 1 s, for up to ``VISIBILITY_TIMEOUT``),
 at most ``VISIBILITY_CHECKS`` at a time per user: ``mqtt.stateVisible``.
@@ -66,6 +77,10 @@ DECIDABLE = 0.005
 #: emulator's listen backlog and most attempts timed out, and 1,000 at once (200 per user) still
 #: took 41 s where 200 took 5 s (bench/mqtt_generator.py). The documented limit never gets near it.
 MAX_CONNECTING = 200
+PROBE_GAP = 0.005  # seconds after a PUBACK before a round's next message: the broker's order is then certain
+PROBE_ACK_WAIT = 5.0  # seconds a round waits for one PUBACK before it gives up the round
+PROBE_BAN_MARGIN = 0.25  # seconds past the longest ban the policy allows before the after-ban reconnect
+PROBE_LIMIT = "mqtt.publishIn"
 
 
 def broker_address(ctx: Any) -> BrokerAddress:
@@ -123,6 +138,12 @@ class MqttFleetUser(LosantUser):
         self.tokens: dict[str, str | None] = {}
         self.stopped = False
         self.first_connects = 0
+        # probe mode: the devices that connect themselves push mqtt.publishIn past its count in rounds
+        self.probe = ctx.probing and PROBE_LIMIT in ctx.scenario.pacing.probe_limits
+        self.probing = {i for i, r in enumerate(self.reporters) if self.probe and r.device.id == r.auth_id}
+        self.awaiting: dict[str, tuple[int, gevent.event.AsyncResult]] = {}  # a round's PUBACK awaited, per device
+        self.reconnect_plan: dict[str, list[float]] = {}  # probe: reconnect times after a disconnect
+        self.offences: dict[str, int] = {}  # probe: broker-side disconnects per device (the ban's growth)
         now = time.time()
         for device_id in self.links:
             self.enqueue(device_id, now)
@@ -197,12 +218,21 @@ class MqttFleetUser(LosantUser):
                     self.ctx.on_user_ready()
             link.serve()
         if not self.stopped and not link.connected:
+            plan = self.reconnect_plan.get(link.device_id)
+            if plan:  # a probe's check of the ban: once during it, once after it
+                self.enqueue(link.device_id, plan.pop(0))
+                return
             link.attempts += 1
             self.enqueue(link.device_id, time.time() + backoff_delay(link.attempts, self.rng.random()))
 
     # -- link events ----------------------------------------------------------------------------------
     def on_lost(self, link: Link, reason: int, at: float) -> None:
         reason = self.hub.loss_reason(reason, at)
+        waiter = self.awaiting.pop(link.device_id, None)
+        if waiter is not None:
+            waiter[1].set(False)
+        if self.probe and reason == BROKER_CLOSED and not self.stopped:
+            self.plan_ban_check(link.device_id, at)
         self.rec.record(self.op_codes["mqtt.disconnect"], self.key_codes[link.device_id], at, at, 0.0, reason, 0,
                         CONNECTION if reason in CONNECTION_ERRORS else NO_ERROR)
         pending = self.pending[link.device_id]
@@ -227,6 +257,10 @@ class MqttFleetUser(LosantUser):
                         nbytes, NO_ERROR)
         device_id = self.reporters[index].device.id
         self.ctx.accepted_states(device_id, [time_ms])
+        waiter = self.awaiting.get(link.device_id)
+        if waiter is not None and waiter[0] == mid:
+            del self.awaiting[link.device_id]
+            waiter[1].set(True)
         self.acked += 1
         if self.acked % VISIBILITY_EVERY == 0 and self.checking < VISIBILITY_CHECKS and not self.stopped:
             self.checking += 1
@@ -272,6 +306,11 @@ class MqttFleetUser(LosantUser):
                 else:
                     gevent.spawn_later(ticket - now, self.publish, index, ticket, latest)
                 return
+        self.send_state(index, link, planned, ticket)
+
+    def send_state(self, index: int, link: Link, planned: float, ticket: Any) -> int | None:
+        """PUBLISH the reporter's next state (admitted already); its message id, None when it could not go."""
+        r = self.reporters[index]
         time_ms = int(planned * 1000)
         payload = orjson.dumps({"time": time_ms, "data": r.state()})
         sent = time.time()
@@ -279,16 +318,74 @@ class MqttFleetUser(LosantUser):
         mid = link.publish(self.topics[index], payload)
         if mid is None:
             if ticket:
-                ctx.ledger.done(ticket, time.time() + DECIDABLE)
+                self.ctx.ledger.done(ticket, time.time() + DECIDABLE)
             self.rec.record(self.op_codes["mqtt.publishState"], self.state_keys[index], planned, sent,
                             perf_counter() - t0, 0, len(payload), CONNECTION)
-            return
+            return None
         self.pending[link.device_id][mid] = (index, planned, sent, t0, time_ms, len(payload), ticket)
+        return mid
+
+    # -- probing ------------------------------------------------------------------------------------
+    def plan_ban_check(self, device_id: str, lost_at: float) -> None:
+        """After a broker-side disconnect of a probing device: reconnect once inside the shortest ban
+        (the first offence's) and once past the longest its offences so far can have drawn."""
+        policy = self.ctx.limits.mqtt_policy
+        k = self.offences[device_id] = self.offences.get(device_id, 0) + 1
+        self.reconnect_plan[device_id] = [lost_at + policy.ban_seconds / 2.0,
+                                          lost_at + policy.ban_for(k) + PROBE_BAN_MARGIN]
+
+    def probe_device(self, index: int) -> None:
+        """Rounds of count + 1 states, one window + 1 s apart, whenever the device is connected."""
+        link = self.links[self.reporters[index].auth_id]
+        limit = self.ctx.limits.mqtt_limit(PROBE_LIMIT)
+        pause = float(limit.window or 15.0) + 1.0
+        next_round = 0.0
+        while not self.stopped:
+            now = time.time()
+            if not link.connected or now < next_round:
+                gevent.sleep(min(0.05, max(next_round - now, 0.001)) if link.connected else 0.05)
+                continue
+            next_round = self.probe_round(index, link, limit.count + 1) + pause
+
+    def probe_round(self, index: int, link: Link, n: int) -> float:
+        """``n`` states back to back, each after the previous PUBACK; the last one's send time."""
+        ctx = self.ctx
+        keys = {"device_topic": self.topic_keys[index], "connection": link.conn_key}
+        last = time.time()
+        for _ in range(n):
+            if self.stopped or not link.connected:
+                break
+            ticket: Any = ()
+            if ctx.paced:  # the limits the probe leaves alone (the connection's messages) are still kept
+                now = time.time()
+                ticket = ctx.ledger.admit("mqtt.publishState", keys, now)
+                while ticket.__class__ is not tuple:
+                    gevent.sleep(max(0.0, ticket - now))
+                    now = time.time()
+                    ticket = ctx.ledger.admit("mqtt.publishState", keys, now)
+            waiter = gevent.event.AsyncResult()
+            last = time.time()
+            mid = self.send_state(index, link, last, ticket)
+            if mid is None:
+                break
+            self.awaiting[link.device_id] = (mid, waiter)
+            try:
+                acked = waiter.get(timeout=PROBE_ACK_WAIT)
+            except gevent.Timeout:
+                acked = False
+            if not acked:
+                self.awaiting.pop(link.device_id, None)
+                break
+            gevent.sleep(PROBE_GAP)
+        return last
 
     @task
     def drive(self) -> None:
         ctx = self.ctx
         self.greenlets.append(gevent.spawn(self.connector))
+        for index in sorted(self.probing):
+            self.greenlets.append(gevent.spawn(self.probe_device, index))
+        probing = self.probing
         timeline = ctx.timeline_for(self.units)
         reporters = self.reporters
         while True:
@@ -300,7 +397,8 @@ class MqttFleetUser(LosantUser):
             if delay > 0:
                 gevent.sleep(delay)
             for planned, index, _action in timeline.pop_due(time.time()):
-                self.publish(index, planned, planned + reporters[index].interval)
+                if index not in probing:  # a probing device's messages are its rounds
+                    self.publish(index, planned, planned + reporters[index].interval)
 
     # -- visibility -----------------------------------------------------------------------------------
     def check_visible(self, device_id: str, time_ms: int, sent: float) -> None:
