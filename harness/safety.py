@@ -43,6 +43,8 @@ class Budget:
     upload_bytes: int = 0
     seeded_bytes: int = 0
     table_bytes: int = 0  # row bytes the data table rows size probe inserts (once per table)
+    banned_devices: int = 0  # MQTT devices the probe of mqtt.publishIn gets disconnected and banned
+    ban_text: str = ""
 
     @property
     def exceeds(self) -> bool:
@@ -60,6 +62,10 @@ class Budget:
         if self.table_bytes:
             work.append(f"  dataTableRows.post: the data table rows size probe inserts about {self.table_bytes:,} bytes "
                         "of rows into operators.objects.data_table")
+        if self.banned_devices:
+            work.append(f"  mqtt.publishIn: the probe gets {self.banned_devices:,} MQTT device"
+                        f"{'s' if self.banned_devices != 1 else ''} disconnected and banned by the broker, "
+                        f"again every round ({self.ban_text})")
         return "\n".join(["Planned load on the live tenant:", *rows, *work,
                           f"  payloads this run will consume (billed by Losant): about {self.payloads:,}"])
 
@@ -95,7 +101,19 @@ def plan_budget(scenario: Any, limits: LimitsTable) -> Budget:
 
     duration = scenario.duration
     payloads = 0
+    banned = 0
+    probe_in = limits.mqtt_limit("mqtt.publishIn")
+    mqtt_probe = pacing.throttle == "probe" and probe_in.name in pacing.probe_limits
     for cls in scenario.fleet.classes:
+        if getattr(cls, "transport", "rest") == "mqtt" and mqtt_probe:
+            # harness.users.mqtt: rounds of count + 1 back to back, at most one per window + 1 s
+            window = float(probe_in.window or 15.0)
+            peaks[probe_in.name] = max(peaks.get(probe_in.name, 0.0), (probe_in.count + 1) / window)
+            add("mqtt.connect", float(cls.count))
+            rounds = math.ceil(duration / (window + 1.0))
+            payloads += cls.count * (rounds * (probe_in.count + 1) + 4 * rounds)  # messages, connects, losses, refusals
+            banned += cls.count
+            continue
         if getattr(cls, "transport", "rest") == "mqtt":  # states are MQTT messages; connecting and disconnecting are payloads
             per_device = add("mqtt.publishState", 1.0 / cls.report_interval)
             add("mqtt.connect", float(cls.count))  # every device connects at once, as the ledger lets them
@@ -123,7 +141,11 @@ def plan_budget(scenario: Any, limits: LimitsTable) -> Budget:
         return limits.mqtt_limit(name) if name.startswith("mqtt.") else limits.by_name(name)
 
     plans = tuple(LimitPlan(name, row(name).count / (row(name).window or 1.0), peak) for name, peak in sorted(peaks.items()))
-    return Budget(plans, payloads + extra, pacing.throttle == "probe", work, uploads, seeded, _table_fill(scenario, limits))
+    policy = limits.mqtt_policy
+    ban_text = (f"{policy.ban_seconds:g} s for a first offence, x{policy.ban_factor:g} for each further one, "
+                f"up to {policy.ban_max_seconds:g} s")
+    return Budget(plans, payloads + extra, pacing.throttle == "probe", work, uploads, seeded, _table_fill(scenario, limits),
+                  banned, ban_text)
 
 
 #: Operations whose accepted call starts a job on the tenant (the plan lists them).

@@ -107,3 +107,16 @@ def test_yes_prints_the_plan_and_auth_token_comes_from_the_command_line(tmp_path
     assert "device.sendState: planned peak 1/s per key, documented 2/s" in run.output
     assert "payloads this run will consume" in run.output
     assert token not in run.output
+
+
+def test_an_mqtt_probe_is_refused_without_the_risk_flag_and_names_the_bans() -> None:
+    data = dict(BASE, fleet={"classes": [{"name": "m", "count": 3, "transport": "mqtt", "report_interval": "1m"}]},
+                pacing={"throttle": "probe", "probe": {"limits": ["mqtt.publishIn"]}})
+    budget = plan_budget(parse_scenario(data, "t.yaml"), LimitsTable())
+    assert budget.exceeds and budget.banned_devices == 3
+    (row,) = [p for p in budget.limits if p.limit == "mqtt.publishIn"]
+    assert row.over and row.planned_peak_per_s == pytest.approx(31 / 15)
+    with pytest.raises(ConfigError) as err:
+        check_live_run(budget, allow_risk=False, assume_yes=True, interactive=False)
+    assert RISK_FLAG in str(err.value) and "3 MQTT devices disconnected and banned" in str(err.value)
+    assert "30 s for a first offence" in str(err.value)

@@ -438,7 +438,7 @@ def _probe_block(limit: Limit, policy: Any, res: _RateResult, spans: Spans, cand
     at_limit = judged & over_sure & ~sv.unexplained & ~sv.undecided  # disconnected for a message over the count
     exact = at_limit & (onset_sure == count) & (onset_could == count)
     missed = int(res.report.missed)
-    episodes = []
+    episodes: list[dict[str, Any]] = []
     nxt_same = np.zeros(n, bool)
     if n > 1:
         nxt_same[:-1] = spans.device[1:] == spans.device[:-1]
@@ -462,7 +462,7 @@ def _probe_block(limit: Limit, policy: Any, res: _RateResult, spans: Spans, cand
                          "over_the_count": bool(over_sure[sp]), "refused_during_ban": during,
                          "reconnected_after_s": back - end if math.isfinite(back) else None,
                          "ban_s": {"least": policy.ban_seconds, "most": policy.ban_for(k)}, "state": state})
-    episodes = sorted(episodes, key=lambda e: e["at"])[:PROBE_EPISODES_SHOWN]
+    episodes = sorted(episodes, key=lambda e: float(e["at"]))[:PROBE_EPISODES_SHOWN]
     false_ref = int(cv.false_refusal.sum())
     in_ban = int(cv.accepted_in_ban.sum())
     findings = missed + int(sv.unexplained.sum()) + false_ref + in_ban
