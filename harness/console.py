@@ -14,15 +14,23 @@ PROGRESS_LEGEND = ("progress: errors = failed requests other than 429; throttled
 
 
 def progress_line(elapsed: float, duration: float | None, users: int, requests: int, failures: int,
-                  throttled: int, rps: float, p99_ms: float | None) -> str:
+                  throttled: int, rps: float, p99_ms: float | None,
+                  mqtt: tuple[int, int, float, int] | None = None) -> str:
     """One progress line. ``failures`` is Locust's count, which includes 429s; ``throttled``
     the harness's count of 429s: the line shows errors (failures other than 429) and
-    throttled (429) separately, as the verdict does."""
+    throttled (429) separately, as the verdict does. ``requests`` are HTTP requests (Locust's
+    statistics); MQTT devices add ``mqtt`` = (connected now, states acknowledged, acknowledged
+    per second since the last line, disconnects), which Locust never sees."""
     total = f"/{duration:.0f}s" if duration else "s"
     p99 = f"{p99_ms:.0f} ms" if p99_ms is not None else "-"
     errors = max(0, failures - throttled)
-    return (f"[{elapsed:5.0f}{total}] users {users:>5}  requests {requests:>8,}  {rps:7.1f} req/s  "
+    line = (f"[{elapsed:5.0f}{total}] users {users:>5}  requests {requests:>8,}  {rps:7.1f} req/s  "
             f"errors {errors:>5,}  throttled {throttled:>5,}  p99 (last 10 s) {p99}")
+    if mqtt is not None:
+        connected, published, per_s, lost = mqtt
+        line += (f"  mqtt: connected {connected:>6,}  states acknowledged {published:>9,}  {per_s:7.1f}/s  "
+                 f"disconnects {lost:>5,}")
+    return line
 
 
 def progress_loop(environment: Any, ctx: Any, duration: float | None, every: float = 5.0,
@@ -33,15 +41,24 @@ def progress_loop(environment: Any, ctx: Any, duration: float | None, every: flo
     out = out or sys.stderr
     start = time.time()
     print(PROGRESS_LEGEND, file=out, flush=True)
+    published, at = 0, start
     while True:
         gevent.sleep(every)
+        hub = getattr(ctx, "mqtt", None)  # the run's MQTT side, once an MQTT user started
+        mqtt = None
+        if hub is not None:
+            now = time.time()
+            mqtt = (int(hub.connected), int(hub.published), (hub.published - published) / max(now - at, 1e-9),
+                    int(hub.disconnects))
+            published, at = int(hub.published), now
         total = environment.runner.stats.total
         try:
             p99 = total.get_current_response_time_percentile(0.99)
         except (ValueError, KeyError, IndexError):
             p99 = None
         print(progress_line(time.time() - start, duration, environment.runner.user_count, total.num_requests,
-                            total.num_failures, ctx.throttled_count, total.current_rps, p99), file=out, flush=True)
+                            total.num_failures, ctx.throttled_count, total.current_rps, p99, mqtt), file=out,
+              flush=True)
 
 
 def _fmt(value: Any) -> str:

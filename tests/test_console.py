@@ -130,3 +130,10 @@ def test_top_word_follows_summary_passed(tmp_path: Path) -> None:
         == "INCOMPLETE (interrupted)"
     assert text(summary(passed=False, failed_because=["regression"]), tmp_path).splitlines()[1] \
         == "losant-load: smoke - FAILED: regression"
+
+
+def test_progress_line_counts_mqtt_devices_apart_from_http_requests() -> None:
+    line = progress_line(10.0, 60.0, 3, 2, 0, 0, 0.2, None, mqtt=(250, 12_000, 49.5, 3))
+    assert "requests        2" in line  # HTTP only, as Locust counts them
+    assert "mqtt: connected    250  states acknowledged    12,000     49.5/s  disconnects     3" in line
+    assert "mqtt" not in progress_line(10.0, 60.0, 3, 2, 0, 0, 0.2, None)

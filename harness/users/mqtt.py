@@ -209,6 +209,7 @@ class MqttFleetUser(LosantUser):
         self.rec.record(self.op_codes["mqtt.connect"], self.key_codes[link.device_id], min(planned, sent), sent,
                         latency, status, 0, error)
         if status == 200:
+            self.hub.connected += 1
             if self.stopped:
                 link.close(CLIENT_CLOSED)
                 return
@@ -228,6 +229,8 @@ class MqttFleetUser(LosantUser):
     # -- link events ----------------------------------------------------------------------------------
     def on_lost(self, link: Link, reason: int, at: float) -> None:
         reason = self.hub.loss_reason(reason, at)
+        self.hub.connected -= 1
+        self.hub.disconnects += 1
         waiter = self.awaiting.pop(link.device_id, None)
         if waiter is not None:
             waiter[1].set(False)
@@ -255,6 +258,7 @@ class MqttFleetUser(LosantUser):
             self.ctx.ledger.done(ticket, at + DECIDABLE)
         self.rec.record(self.op_codes["mqtt.publishState"], self.state_keys[index], planned, sent, latency, 200,
                         nbytes, NO_ERROR)
+        self.hub.published += 1
         device_id = self.reporters[index].device.id
         self.ctx.accepted_states(device_id, [time_ms])
         waiter = self.awaiting.get(link.device_id)

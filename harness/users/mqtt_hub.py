@@ -42,6 +42,10 @@ class MqttHub:
         self.stopping = False
         #: Bounds the CONNECTs waiting for a CONNACK in this process (a gevent semaphore, set by the first user).
         self.connecting: Any = None
+        #: For the progress line (the MQTT samples do not pass through Locust's request statistics).
+        self.connected = 0  # connections open now
+        self.published = 0  # states acknowledged (PUBACK) so far
+        self.disconnects = 0
 
     def join(self, links: list[Link], tags: Mapping[str, Mapping[str, str]]) -> None:
         self.users += 1
