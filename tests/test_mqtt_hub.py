@@ -67,16 +67,40 @@ def test_operators_stamp_only_when_the_run_has_mqtt_devices() -> None:
     assert hub.awaited == {}
 
 
-def test_losses_during_a_drop_the_harness_asked_for_are_reason_5() -> None:
+def test_losses_are_labelled_from_the_devices_the_broker_says_it_dropped() -> None:
     hub = hub_with({}, {})
-    hub.drop_until = 50.0
-    assert hub.loss_reason(1, 49.0) == DROPPED and hub.loss_reason(3, 50.0) == DROPPED
-    assert hub.loss_reason(1, 51.0) == 1 and hub.loss_reason(2, 10.0) == 2
+    got = []
+
+    def rec(device):
+        return lambda reason: got.append((device, reason))
+
+    hub.label_loss("x", 1, rec("x"))  # no drop: recorded at once, as seen
+    assert got == [("x", 1)]
+    got.clear()
+    hub.begin_drop()
+    hub.label_loss("a", 1, rec("a"))  # dropped: held until the answer
+    hub.label_loss("b", 1, rec("b"))  # closed by the broker for another reason while the drop ran
+    hub.label_loss("c", 2, rec("c"))  # closed by the client: never held
+    hub.label_loss("d", 1, rec("d"))  # lost, reconnected and lost again while the drop ran: which is unknown
+    hub.label_loss("d", 3, rec("d"))
+    hub.attempting("f")  # a connect the drop cut before its CONNACK: nothing to label later
+    assert got == [("c", 2)]
+    hub.end_drop(["a", "d", "e", "f"])
+    assert got[1:] == [("a", DROPPED), ("b", 1), ("d", 1), ("d", 3)]
+    got.clear()
+    hub.label_loss("e", 3, rec("e"))  # its client noticed after the answer: still the drop's
+    hub.label_loss("e", 1, rec("e"))  # the next loss is its own
+    hub.label_loss("f", 1, rec("f"))
+    assert got == [("e", DROPPED), ("e", 1), ("f", 1)]
+    hub.begin_drop()
+    hub.label_loss("g", 1, rec("g"))
+    hub.end_drop(None)  # the answer did not say: the client's reason stands (the judge uses the drop's bounds)
+    assert got[-1] == ("g", 1)
 
 test_broker_addresses()
 test_commands_are_awaited_at_connected_devices_only()
 test_operators_stamp_only_when_the_run_has_mqtt_devices()
-test_losses_during_a_drop_the_harness_asked_for_are_reason_5()
+test_losses_are_labelled_from_the_devices_the_broker_says_it_dropped()
 print("ok")
 ''')
 

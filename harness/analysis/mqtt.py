@@ -635,9 +635,10 @@ def analyze_mqtt(samples: Samples, table: LimitsTable, *, app_of: Mapping[str, s
     p_own = spans.connect_index[np.maximum(p_span, 0)] != conn.index[pending]
     others[p_span[(p_span >= 0) & p_own]] = True
     # judge each broker-side disconnect
-    # reason 5 is the harness's label for losses seen while its drop ran (a time window, not knowledge): judged
-    # as broker-side closes too, which the drop explains where its bounds cover the connection
-    broker_side = spans.closed & np.isin(spans.reason, (BROKER_CLOSED, DROPPED))
+    # reason 5: the broker's answer to the harness's drop named the device (harness.users.mqtt_hub), so the
+    # drop closed it: not judged. A loss the answer could not attribute stays reason 1 and is judged here,
+    # the drop's own bounds explaining it where they cover the connection
+    broker_side = spans.closed & (spans.reason == BROKER_CLOSED)
     judged_d = broker_side.copy()
     not_judged = judged_d & (spans.end >= stop_at) if stop_at is not None else np.zeros(len(spans), bool)
     judged_d &= ~not_judged

@@ -6,10 +6,13 @@ sample it records (planned = the event's time, sent = when it went) shows how la
 
 ``drop_mqtt``: ``DELETE /_emulator/mqtt?applicationId=...`` on the embedded emulator (its
 admin endpoint, loopback only) closes every MQTT connection of the run's application, as an
-outage of the broker would. Recorded as ``mqtt.drop`` (key = application id); the MQTT
-users label the losses seen while it runs, and ``DROP_GRACE_S`` after its answer, as
-reason 5 (dropped on purpose) through ``MqttHub.drop_until``, and the MQTT judge
-(``harness/analysis/mqtt.py``) explains the broker-side closes its bounds cover.
+outage of the broker would. Recorded as ``mqtt.drop`` (key = application id). The answer
+lists the devices whose connection the broker closed; the MQTT users' losses wait while the
+DELETE is in flight (``MqttHub.begin_drop``) and those of the listed devices are labelled
+reason 5 (dropped on purpose), the others keep theirs (``MqttHub.end_drop``): from what the
+broker did, not from a time window. Where the answer cannot tell (no list, or a device lost
+twice while it ran) the losses stay reason 1 and the MQTT judge (``harness/analysis/mqtt.py``)
+explains those its timing bounds cover with the ``mqtt.drop`` sample.
 """
 
 from __future__ import annotations
@@ -22,11 +25,6 @@ from locust import task
 
 from harness.scenario.model import ScenarioEvent
 from harness.users.base import LosantUser
-
-#: Losses seen this long after the drop's answer are still the drop's (the clients notice a
-#: closed socket when their greenlet next runs, later on a busy generator).
-DROP_GRACE_S = 2.0
-DROP_PENDING_S = 60.0  # while the DELETE is in flight: at most this long
 
 
 class EventsUser(LosantUser):
@@ -52,11 +50,16 @@ class EventsUser(LosantUser):
     def do_drop_mqtt(self, event: ScenarioEvent, planned: float) -> None:
         ctx = self.ctx
         app = ctx.fleet.application_id
-        hub: Any = getattr(ctx, "mqtt", None)
+        hub: Any = ctx.mqtt
         if hub is not None:
-            hub.drop_until = time.time() + DROP_PENDING_S
+            hub.begin_drop()
+        devices = None
         try:
-            self.call("mqtt.drop", "DELETE", f"/_emulator/mqtt?applicationId={app}", None, app, planned)
+            status, answer = self.call("mqtt.drop", "DELETE", f"/_emulator/mqtt?applicationId={app}", None, app,
+                                       planned)
+            listed = answer.get("devices") if 200 <= status < 300 and isinstance(answer, dict) else None
+            if isinstance(listed, list):
+                devices = [str(d) for d in listed]
         finally:
             if hub is not None:
-                hub.drop_until = time.time() + DROP_GRACE_S
+                hub.end_drop(devices)

@@ -197,6 +197,7 @@ class MqttFleetUser(LosantUser):
     def attempt(self, link: Link, planned: float, ticket: Any) -> None:
         """One connection attempt, then the connection's life; a loss or refusal queues the next."""
         first = not link.ever_connected
+        self.hub.attempting(link.device_id)
         try:
             status, error, sent, latency = link.connect()
         except Exception:  # noqa: BLE001 - a client bug must not end the device: counted, retried
@@ -228,16 +229,20 @@ class MqttFleetUser(LosantUser):
 
     # -- link events ----------------------------------------------------------------------------------
     def on_lost(self, link: Link, reason: int, at: float) -> None:
-        reason = self.hub.loss_reason(reason, at)
-        self.hub.connected -= 1
-        self.hub.disconnects += 1
+        hub = self.hub
+        hub.connected -= 1
+        hub.disconnects += 1
         waiter = self.awaiting.pop(link.device_id, None)
         if waiter is not None:
             waiter[1].set(False)
-        if self.probe and reason == BROKER_CLOSED and not self.stopped:
+        if self.probe and reason == BROKER_CLOSED and not self.stopped and not hub.drop_in_flight:
             self.plan_ban_check(link.device_id, at)
-        self.rec.record(self.op_codes["mqtt.disconnect"], self.key_codes[link.device_id], at, at, 0.0, reason, 0,
-                        CONNECTION if reason in CONNECTION_ERRORS else NO_ERROR)
+        code, key = self.op_codes["mqtt.disconnect"], self.key_codes[link.device_id]
+
+        def record(final: int) -> None:
+            self.rec.record(code, key, at, at, 0.0, final, 0, CONNECTION if final in CONNECTION_ERRORS else NO_ERROR)
+
+        hub.label_loss(link.device_id, reason, record)  # a drop the harness asked for: from the broker's answer
         pending = self.pending[link.device_id]
         if pending:
             ledger = self.ctx.ledger

@@ -14,9 +14,13 @@ operators should command well within ``device.sendCommand``'s limit (they do by 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable, Collection
 from typing import Any, Mapping
 
-from harness.users.mqtt_link import DROPPED, BrokerAddress, Link
+from harness.users.mqtt_link import BROKER_CLOSED, DROPPED, KEEPALIVE_TIMEOUT, BrokerAddress, Link
+
+#: Losses a drop can cause, as the client sees them (the broker closed the socket; or the client noticed late).
+_DROPPABLE = (BROKER_CLOSED, KEEPALIVE_TIMEOUT)
 
 #: Awaited deliveries kept at most (a tag command to a huge fleet): beyond it, new ones are not tracked.
 MAX_AWAITED = 1_000_000
@@ -36,8 +40,12 @@ class MqttHub:
         self.awaited_count = 0
         self.serial = 0
         self.users = 0  # MQTT users running
-        #: A loss before this time was asked for by the harness (a reconnect storm): reason 5, not 1.
-        self.drop_until = 0.0
+        #: A drop the harness asked for (a reconnect storm) is in flight: broker-side losses wait for its answer.
+        self.drop_in_flight = False
+        self.held: list[tuple[str, int, Callable[[int], None]]] = []  # (device, reason, record) while in flight
+        self.tried: set[str] = set()  # devices that attempted a connect while the drop was in flight
+        #: Devices the drop closed whose client has not noticed yet: their next broker-side loss is the drop's.
+        self.dropped: set[str] = set()
         #: The MQTT users are stopping: commands sent from now on are not awaited (the links close).
         self.stopping = False
         #: Bounds the CONNECTs waiting for a CONNACK in this process (a gevent semaphore, set by the first user).
@@ -59,9 +67,48 @@ class MqttHub:
             if self.links.get(link.device_id) is link:
                 del self.links[link.device_id]
 
-    def loss_reason(self, reason: int, at: float) -> int:
-        """A broker-side close during a drop the harness asked for is reason 5."""
-        return DROPPED if at <= self.drop_until and reason in (1, 3) else reason
+    # -- drops on purpose: label from what the broker did ------------------------------------------
+    def begin_drop(self) -> None:
+        """The harness asks the broker to drop connections: hold broker-side losses until it answers."""
+        self.drop_in_flight = True
+        self.held, self.tried = [], set()
+
+    def end_drop(self, devices: Collection[str] | None) -> None:
+        """The drop's answer: ``devices`` whose connection the broker closed (None: unknown). A held loss of
+        such a device is the drop's (reason 5) when it is that device's only held loss; with two or more
+        (lost, reconnected and lost again while the drop ran) which one the drop closed is not known, and
+        each keeps the client's reason, for the judge to explain with the drop's timing bounds. Devices
+        not heard from yet are remembered: their next broker-side loss is the drop's."""
+        self.drop_in_flight = False
+        held, self.held = self.held, []
+        listed = set(devices or ())
+        count: dict[str, int] = {}
+        for device, _, _ in held:
+            count[device] = count.get(device, 0) + 1
+        for device, reason, record in held:
+            record(DROPPED if device in listed and count[device] == 1 else reason)
+        # a device that tried to connect while the drop ran either had its loss held above, or lost a
+        # connection its client never saw accepted (no disconnect to label)
+        self.dropped |= listed - set(count) - self.tried
+        self.tried = set()
+
+    def label_loss(self, device: str, reason: int, record: Callable[[int], None]) -> None:
+        """Record a loss with the reason the broker's answer supports (``record(reason)``, now or at the
+        drop's answer)."""
+        if reason in _DROPPABLE:
+            if self.drop_in_flight:
+                self.held.append((device, reason, record))
+                return
+            if device in self.dropped:
+                self.dropped.discard(device)
+                reason = DROPPED
+        record(reason)
+
+    def attempting(self, device: str) -> None:
+        """A connect attempt: the device's loss to a drop, if any, was seen (or never will be)."""
+        self.dropped.discard(device)
+        if self.drop_in_flight:
+            self.tried.add(device)
 
     # -- commands ------------------------------------------------------------------------------------
     def stamp(self, payload: dict[str, Any], devices: list[str] | None, tags: Mapping[str, str], sent: float) -> str:

@@ -237,8 +237,9 @@ def test_admin_endpoint_counts_and_drops_connections() -> None:
         stored = admin.get("/_emulator/mqtt", params={"reset": "true"}).json()["stored_ms"]
         assert stored["count"] == 1 and 0 < stored["p50"] <= stored["p99"] <= stored["max"]
         assert admin.get("/_emulator/mqtt").json()["stored_ms"] == {"count": 0, "p50": None, "p99": None, "max": None}
-        assert admin.delete("/_emulator/mqtt", params={"applicationId": "000000000000000000000000"}).json() == {"dropped": 0}
-        assert admin.delete("/_emulator/mqtt").json() == {"dropped": 2}
+        assert admin.delete("/_emulator/mqtt", params={"applicationId": "000000000000000000000000"}).json() == {"dropped": 0, "devices": []}
+        answer = admin.delete("/_emulator/mqtt").json()
+        assert answer["dropped"] == 2 and sorted(answer["devices"]) == sorted(w.devices)
         for c in clients:
             c.wait_gone()
         counters = admin.get("/_emulator/mqtt").json()

@@ -3,8 +3,9 @@
 ``GET`` answers ``Broker.snapshot()`` (connected devices, bans, disconnects by reason,
 refusals, states, payloads, arrival-to-commit percentiles of QoS 1 states; ``?reset=true``
 starts a new latency series after answering). ``DELETE`` closes every device connection, or those of one
-application with ``?applicationId=``, as an outage of the broker would: the harness's
-reconnect-storm scenario drives it. Other clients get the 404 of an unknown path.
+application with ``?applicationId=``, as an outage of the broker would, and answers
+``{"dropped": n, "devices": [ids]}``: the harness's reconnect-storm scenario drives it and labels
+exactly those devices' losses as its own (``harness.users.mqtt_hub``). Other clients get the 404 of an unknown path.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class MqttAdmin:
             await _json(send, self.broker.snapshot(reset_latency=(query.get("reset") or [""])[0] == "true"))
         elif method == "DELETE":
             app_id = (query.get("applicationId") or [None])[0]
-            await _json(send, {"dropped": self.broker.drop_connections(app_id)})
+            devices = self.broker.drop_connections(app_id)
+            await _json(send, {"dropped": len(devices), "devices": devices})
         else:
             await send_error(send, 405, "MethodNotAllowed", f"Method {method} is not allowed on /_emulator/mqtt; allowed: DELETE, GET")
 

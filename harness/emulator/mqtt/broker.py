@@ -519,12 +519,13 @@ class Broker:
         self.stats["payloads"] += 1
         return self.deliver(app_id, f"losant/{device_id}/command", orjson.dumps(message))
 
-    def drop_connections(self, app_id: str | None = None) -> int:
-        """Close every device connection (of one application): a reconnect storm on purpose."""
+    def drop_connections(self, app_id: str | None = None) -> list[str]:
+        """Close every device connection (of one application): a reconnect storm on purpose. Returns the
+        devices whose connection it closed, so the client that asked can tell these losses from others."""
         conns = [c for c in list(self.sessions.values()) if app_id is None or c.app_id == app_id]
         for conn in conns:
             conn.close(REASON_ADMIN)
-        return len(conns)
+        return [c.device_id for c in conns]
 
     def snapshot(self, reset_latency: bool = False) -> dict[str, Any]:
         """Counters for the admin endpoint and the benchmarks; ``stored_ms``: arrival-to-commit percentiles
