@@ -4,8 +4,9 @@ Samples (the contract of ``harness/record.py`` and the MQTT users): ``mqtt.conne
 device id; 200 = CONNACK 0, 1000 + rc for a refused CONNACK, 0 = no CONNACK),
 ``mqtt.publishState`` (key = ``<connecting device>:<topic>``; 200 = PUBACK, 0 = connection
 lost first; latency until the PUBACK or the loss; nbytes = payload bytes),
-``mqtt.commandDelivery`` (key = the receiving device; sent = the REST Send Command's send;
-200 = received, 0 = never), ``mqtt.disconnect`` (key = device id; sent = when the loss was
+``mqtt.commandDelivery`` (key = the receiving device, or for a peripheral's command received
+on its gateway's connection ``<gatewayId>:losant/<peripheralId>/command``; sent = the REST
+Send Command's send; 200 = received, 0 = never), ``mqtt.disconnect`` (key = device id; sent = when the loss was
 seen; status = reason code, ``REASONS``) and ``mqtt.drop`` (the operator's
 ``DELETE /_emulator/mqtt``, a reconnect storm on purpose; key = application id).
 
@@ -566,7 +567,9 @@ def analyze_mqtt(samples: Samples, table: LimitsTable, *, app_of: Mapping[str, s
         charge(in_res, pub_span, "pub")
     lim_out = rows.get("mqtt.publishOut")
     if lim_out is not None and len(cmd.index):
-        charge(_judge_rate(lim_out, model, cmd.index, cmd.dev, cmd.sent, cmd_lat, cmd.status), cmd_in, "cmd")
+        # per (device, topic): a device's own commands are keyed by its id, a peripheral's (received on its
+        # gateway's connection) by ``<gatewayId>:losant/<peripheralId>/command``
+        charge(_judge_rate(lim_out, model, cmd.index, cmd.key, cmd.sent, cmd_lat, cmd.status), cmd_in, "cmd")
     lim_conn = rows.get("mqtt.connectionMessages")
     if lim_conn is not None:
         pk, ck = pub_span >= 0, cmd_in >= 0

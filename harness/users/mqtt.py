@@ -116,6 +116,16 @@ class MqttFleetUser(LosantUser):
                 self.links[r.auth_id] = Link(r.auth_id, hub.address, fleet.access_key, str(fleet.access_secret), self,
                                              hub.tls_context)
         self.key_codes: dict[str, int] = {d: self.rec.key_code(d) for d in self.links}
+        # a gateway receives its peripherals' commands on its own connection: keyed, like its publishes, by the
+        # connecting device and the topic (what the broker counts mqtt.publishOut by)
+        self.peripherals: dict[str, Link] = {}
+        for r in self.reporters:
+            if r.device.id != r.auth_id and r.device.id not in self.peripherals:
+                link = self.links[r.auth_id]
+                topic = f"losant/{r.device.id}/command"
+                link.command_topics.append(topic)
+                self.peripherals[r.device.id] = link
+                self.key_codes[r.device.id] = self.rec.key_code(f"{r.auth_id}:{topic}")
         self.topics = [f"losant/{r.device.id}/state" for r in self.reporters]
         # what the broker counts mqtt.publishIn by: the connecting device (a gateway for its peripherals) and topic
         self.topic_keys = [f"{r.auth_id}:{t}" for r, t in zip(self.reporters, self.topics)]
@@ -124,7 +134,7 @@ class MqttFleetUser(LosantUser):
         self.pending: dict[str, dict[int, tuple[int, float, float, float, int, int, Any]]] = {
             d: {} for d in self.links}
         tags = {r.device.id: ctx.classes[r.device.class_name].tags for r in self.reporters}
-        hub.join(list(self.links.values()), tags)
+        hub.join(list(self.links.values()), tags, self.peripherals)
         self.rng = random.Random()
         self.queue: list[tuple[float, int, str]] = []  # (wanted at, order, device id): connects to make
         self.order = 0
@@ -276,6 +286,10 @@ class MqttFleetUser(LosantUser):
             gevent.spawn(self.check_visible, device_id, time_ms, sent)
 
     def on_message(self, link: Link, topic: str, payload: bytes, at: float) -> None:
+        parts = topic.split("/")
+        receiver = parts[1] if len(parts) == 3 and parts[0] == "losant" and parts[2] == "command" else link.device_id
+        if receiver not in self.key_codes:
+            receiver = link.device_id
         try:
             message = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -285,12 +299,12 @@ class MqttFleetUser(LosantUser):
         body = message.get("payload")
         sent = body.get("sent") if isinstance(body, dict) else None
         if isinstance(sent, (int, float)) and not isinstance(sent, bool):
-            self.hub.received(link.device_id, str(body.get("cmd")))  # type: ignore[union-attr]
+            self.hub.received(receiver, str(body.get("cmd")))  # type: ignore[union-attr]
         else:  # not stamped by an operator of this run: the platform's own time of the command
             sent = _epoch(message.get("time"))
             if sent is None:
                 return
-        self.rec.record(self.op_codes["mqtt.commandDelivery"], self.key_codes[link.device_id], sent, sent,
+        self.rec.record(self.op_codes["mqtt.commandDelivery"], self.key_codes[receiver], sent, sent,
                         max(0.0, at - sent), 200, len(payload), NO_ERROR)
 
     # -- publishing -----------------------------------------------------------------------------------
@@ -455,16 +469,17 @@ class MqttFleetUser(LosantUser):
         while any(self.pending.values()) and time.time() < deadline:
             gevent.sleep(0.02)
         deadline = time.time() + STOP_COMMAND_WAIT
-        while any(d in self.hub.awaited for d in self.links) and time.time() < deadline:
+        receivers = [*self.links, *self.peripherals]
+        while any(d in self.hub.awaited for d in receivers) and time.time() < deadline:
             gevent.sleep(0.02)
         for link in self.links.values():
             link.close(CLIENT_CLOSED)
         now = time.time()
-        for device_id, sent in self.hub.overdue(list(self.links)):
+        for device_id, sent in self.hub.overdue(receivers):
             self.rec.record(self.op_codes["mqtt.commandDelivery"], self.key_codes[device_id], sent, sent, now - sent,
                             0, 0, TIMEOUT)
         gevent.killall([g for g in self.greenlets if not g.dead], block=False)
-        self.hub.leave(list(self.links.values()))
+        self.hub.leave(list(self.links.values()), list(self.peripherals))
         ctx.release(self.units)
 
 

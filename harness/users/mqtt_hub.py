@@ -34,7 +34,7 @@ class MqttHub:
         self.run_tag = run_tag
         #: One TLS context for every connection (mqtts://): building one loads the CA store (milliseconds, memory)
         self.tls_context = ssl.create_default_context() if address.tls else None
-        self.links: dict[str, Link] = {}  # device id -> its link (every MQTT user's)
+        self.links: dict[str, Link] = {}  # device id -> the link its commands arrive on (a peripheral: its gateway's)
         self.tags: dict[str, Mapping[str, str]] = {}  # device id -> its class's tags (tag commands)
         self.awaited: dict[str, dict[str, float]] = {}  # device id -> command id -> operator's send time
         self.awaited_count = 0
@@ -55,17 +55,22 @@ class MqttHub:
         self.published = 0  # states acknowledged (PUBACK) so far
         self.disconnects = 0
 
-    def join(self, links: list[Link], tags: Mapping[str, Mapping[str, str]]) -> None:
+    def join(self, links: list[Link], tags: Mapping[str, Mapping[str, str]],
+             peripherals: Mapping[str, Link] | None = None) -> None:
+        """A user's links, and ``peripherals``: peripheral id -> its gateway's link (subscribed to its commands)."""
         self.users += 1
         for link in links:
             self.links[link.device_id] = link
+        self.links.update(peripherals or {})
         self.tags.update(tags)
 
-    def leave(self, links: list[Link]) -> None:
+    def leave(self, links: list[Link], peripherals: Collection[str] = ()) -> None:
         self.users -= 1
         for link in links:
             if self.links.get(link.device_id) is link:
                 del self.links[link.device_id]
+        for device in peripherals:
+            self.links.pop(device, None)
 
     # -- drops on purpose: label from what the broker did ------------------------------------------
     def begin_drop(self) -> None:

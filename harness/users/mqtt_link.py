@@ -80,7 +80,8 @@ class Link:
     """One device's connection to the broker, reconnected by its owner after a loss."""
 
     __slots__ = ("device_id", "address", "username", "password", "owner", "client", "connected", "ever_connected",
-                 "connack", "conn_serial", "conn_key", "closing_reason", "greenlet", "attempts", "keys", "tls_context")
+                 "connack", "conn_serial", "conn_key", "closing_reason", "greenlet", "attempts", "keys", "tls_context",
+                 "command_topics")
 
     def __init__(self, device_id: str, address: BrokerAddress, username: str, password: str, owner: LinkOwner,
                  tls_context: ssl.SSLContext | None = None) -> None:
@@ -100,6 +101,8 @@ class Link:
         self.attempts = 0  # failed attempts since the last accepted connection (the back-off's exponent)
         self.keys: dict[str, dict[str, str]] = {}  # ledger keys per state topic, for this connection
         self.tls_context = tls_context
+        #: Subscribed on every connect: the device's command topic, and a gateway's peripherals' (REFERENCE 9)
+        self.command_topics = [f"losant/{device_id}/command"]
 
     def __repr__(self) -> str:
         return f"Link({self.device_id!r}, {self.address}, connected={self.connected})"
@@ -162,7 +165,7 @@ class Link:
         self.keys = {}
         self.connected = self.ever_connected = True
         self.attempts = 0
-        client.subscribe(f"losant/{self.device_id}/command", qos=1)
+        client.subscribe([(topic, 1) for topic in self.command_topics])
         return 200, NO_ERROR, sent, latency
 
     def _drop_client(self) -> None:
