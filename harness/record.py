@@ -31,7 +31,8 @@ contract with the MQTT judge, ``harness/analysis/mqtt.py``):
 - ``mqtt.publishState`` (key ``<deviceId>:losant/<deviceId>/state``, what the broker counts it by: a
   gateway publishing for a peripheral, ``<gatewayId>:losant/<peripheralId>/state``): planned = the open-loop timeline's time, latency PUBLISH to PUBACK (QoS 1), status 200,
   or 0 (``connection``) when the connection was lost first; nbytes = the payload published.
-- ``mqtt.commandDelivery`` (key: receiving device): planned = sent = the operator's send time
+- ``mqtt.commandDelivery`` (key: receiving device; a peripheral's command, received on its gateway's
+  connection: ``<gatewayId>:losant/<peripheralId>/command``): planned = sent = the operator's send time
   (stamped in the command's payload), latency until the device's client received it, status
   200, nbytes = the payload received; a command awaited and never received by the stop: status 0,
   ``timeout``, latency = stop - sent.
@@ -40,7 +41,8 @@ contract with the MQTT judge, ``harness/analysis/mqtt.py``):
 - ``mqtt.disconnect`` (key: device): planned = sent = when the connection was lost, latency 0,
   status = reason: 1 the broker closed it, 2 the harness closed it (end of run), 3 keep-alive
   timeout, 4 taken over by another connection (not observable over MQTT 3.1.1: shows as 1), 5
-  dropped on purpose (a storm); error ``connection`` for 1, 3, 4.
+  dropped on purpose (a storm: the broker's answer to the drop named the device); error
+  ``connection`` for 1, 3, 4.
 
 Derived, never stored twice: throttled = (status == 429), lateness = sent - planned,
 corrected latency = sent + latency - planned (the response end measured from the
