@@ -457,7 +457,7 @@ def _probe_block(limit: Limit, policy: Any, res: _RateResult, spans: Spans, cand
             accepted_after += 1
         state = ("finding" if sv.unexplained[sp] or (mine & (cv.false_refusal | cv.accepted_in_ban)).any()
                  else "undecided" if sv.undecided[sp] or (mine & (cv.undecided_refusal | cv.undecided_accept)).any()
-                 else "conforms")
+                 else "conforms" if during or math.isfinite(back) else "conforms, ban not checked")
         episodes.append({"device": names[dev] if dev < len(names) else str(dev), "at": end,
                          "onset": {"sure": int(onset_sure[sp]), "could": int(onset_could[sp])},
                          "over_the_count": bool(over_sure[sp]), "refused_during_ban": during,

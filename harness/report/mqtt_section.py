@@ -136,8 +136,12 @@ def _probe(probe: Mapping[str, Any], t0: float) -> str:
         out += tables.table(("disconnected at", "device", "accepted messages in the window before", "reconnects refused "
                              "during the ban", "reconnected after", "ban the policy allows", "judged"), rows,
                             cls="mqtt-probe", numeric_from=2)
+        note = ("Accepted messages in the window before the one dropped: one number when every arrival order the "
+                "timing allows gives the same count, else the fewest–most. \"Ban not checked\": the run ended before "
+                "the device's reconnect during the ban.")
         if total > len(rows):
-            out += f'<p class="legend-note">First {len(rows):,} of {total:,} disconnects.</p>'
+            note += f" First {len(rows):,} of {total:,} disconnects."
+        out += f'<p class="legend-note">{esc(note)}</p>'
     return out
 
 
