@@ -133,12 +133,14 @@ def _probe(probe: Mapping[str, Any], t0: float) -> str:
                     f'{cell(state, "bad" if state == "finding" else ("warn" if state == "undecided" else ""))}</tr>')
     total = int(probe.get("episodes_total") or 0)
     if rows:
-        out += tables.table(("disconnected at", "device", "accepted messages in the window before", "reconnects refused "
-                             "during the ban", "reconnected after", "ban the policy allows", "judged"), rows,
+        out += tables.table(("disconnected", "device", "accepted before it", "refused in the ban", "back after",
+                             "ban allowed", "judged"), rows,
                             cls="mqtt-probe", numeric_from=2)
-        note = ("Accepted messages in the window before the one dropped: one number when every arrival order the "
-                "timing allows gives the same count, else the fewest–most. \"Ban not checked\": the run ended before "
-                "the device's reconnect during the ban.")
+        note = ("Accepted before it: the accepted messages of its topic in the window before the one dropped, one "
+                "number when every arrival order the timing allows gives the same count, else the fewest–most. "
+                "Refused in the ban: reconnects refused while the device was surely banned. Back after: from the "
+                "disconnect to the next accepted connect. Ban allowed: the shortest and longest ban the policy "
+                "allows for this offence. \"Ban not checked\": the run ended before the reconnect during the ban.")
         if total > len(rows):
             note += f" First {len(rows):,} of {total:,} disconnects."
         out += f'<p class="legend-note">{esc(note)}</p>'
