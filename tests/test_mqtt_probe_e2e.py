@@ -53,9 +53,9 @@ def test_the_embedded_broker_conforms_to_the_probe(tmp_path: Path) -> None:
     assert probe["verdict"] == "conforms", probe
     # each device: a round at the start, its 6th message dropped and the device disconnected; one reconnect
     # refused during the 1.5 s ban, one accepted after it; the next round 3 s after the first
-    assert probe["disconnected_at_the_limit"] >= 4 and probe["onset_exact"] == probe["disconnected_at_the_limit"]
+    assert probe["disconnected_at_the_limit"] >= 2 and probe["onset_exact"] == probe["disconnected_at_the_limit"]
     assert probe["onset"] == {"min": 5, "max": 5}
-    assert probe["ban"]["refused_during"] >= 4 and probe["ban"]["reconnected_after"] >= 2
+    assert probe["ban"]["refused_during"] >= 2 and probe["ban"]["reconnected_after"] >= 2
     assert probe["not_disconnected"] == probe["disconnected_early"] == probe["findings"] == 0
     assert summary["conformance"]["findings_total"] == 0
     assert "probe mqtt.publishIn (5 per 2 s per device and topic): conforms" in run.output
