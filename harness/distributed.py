@@ -11,6 +11,13 @@
   little in the future. A worker stops driving the units it loses at once and starts
   the ones it gains only at that time, so no unit has two drivers (a message would
   need to be later than ``HANDOVER`` seconds for an overlap).
+- MQTT devices (``transport: mqtt``) are driven by one MQTT user per worker, on the broker
+  address the setup carries (``mqtt_url``); their owners are fixed when the run starts
+  (``RunContext.mqtt_owned``): a broker connection is not handed over, so a worker leaving
+  mid-run leaves its MQTT devices disconnected, and a joining worker drives none of them.
+  A scenario mixing REST and MQTT classes, or with timed ``events``, is refused before
+  anything starts (``check_distributable``): Locust deals fixed users round robin over the
+  workers, so two kinds of per-worker users could both land on one worker.
 - Per-application limits (events) are split evenly between workers' ledgers; device
   commands from operators go only to devices their own worker owns.
 - Samples and accepted-state logs travel to the master with each worker report and a
@@ -26,14 +33,16 @@ from typing import Any
 
 import gevent
 
+from harness.errors import ConfigError
 from harness.fleet import Device, Fleet, Login, Secret
 from harness.limits import LimitsTable, table_from_dict, table_to_dict
-from harness.scenario import parse_scenario
+from harness.scenario import Scenario, parse_scenario
 from harness.schedule.timeline import _mix64, stable_seed
 from harness.session import RunContext, make_recorder
 
 log = logging.getLogger("losant-load")
 
+MQTT_CLASS = "Mqtt"
 SETUP, OWNERS, FINAL, STOP = "losant_setup", "losant_owners", "losant_final", "losant_stop"
 FINAL_WAIT = 15.0  # seconds the master waits for every worker's last samples
 HANDOVER = 1.0  # seconds between releasing and acquiring units on a change of the worker set
@@ -66,6 +75,18 @@ def split_table(table: LimitsTable, workers: int) -> LimitsTable:
     return replace(table, limits=limits)
 
 
+def check_distributable(scenario: Scenario) -> None:
+    """Refuse, before anything is provisioned, a scenario a distributed run cannot drive as written."""
+    transports = sorted({c.transport for c in scenario.fleet.classes})
+    if len(transports) > 1:
+        names = ", ".join(f"{c.name}: {c.transport}" for c in scenario.fleet.classes)
+        raise ConfigError(f"{scenario.source}: fleet.classes mixes REST and MQTT devices ({names}); a distributed run "
+                          "drives one transport (one user per worker): run it in one process, or split the scenario")
+    if scenario.events:
+        raise ConfigError(f"{scenario.source}: events: a distributed run does not time the scenario's events "
+                          "(they need one process); run it in one process")
+
+
 # -- the setup message -------------------------------------------------------------
 def fleet_to_dict(fleet: Fleet) -> dict[str, Any]:
     return {"base_url": fleet.base_url, "application_id": fleet.application_id, "run_tag": fleet.run_tag,
@@ -88,7 +109,7 @@ def setup_message(ctx: RunContext, workers: list[str]) -> dict[str, Any]:
     scenario = ctx.scenario.to_dict()
     scenario["target"].pop("limits", None)  # a path on the master's disk; the table itself travels below
     return {"scenario": scenario, "source": ctx.scenario.source, "fleet": fleet_to_dict(ctx.fleet),
-            "limits": table_to_dict(ctx.limits), "start": ctx.start, "workers": workers,
+            "limits": table_to_dict(ctx.limits), "start": ctx.start, "workers": workers, "mqtt_url": ctx.mqtt_url,
             "login": {"email": login.email, "password": str(login.password) if login.password else None,
                       "api_token": str(login.api_token) if login.api_token else None}}
 
@@ -109,7 +130,8 @@ class Master:
         """Workers that drive devices: connected, and running a fleet user (or still starting one)."""
         return sorted(c.id for c in self.env.runner.clients.values()
                       if c.state in ("ready", "spawning") or
-                      (c.state == "running" and c.user_classes_count.get(FLEET_CLASS, 0) > 0))
+                      (c.state == "running" and (c.user_classes_count.get(FLEET_CLASS, 0) > 0 or
+                                                 c.user_classes_count.get(MQTT_CLASS, 0) > 0)))
 
     def start(self) -> None:
         self.workers = self.eligible()
@@ -187,7 +209,10 @@ def worker_context(data: dict[str, Any], my_id: str) -> RunContext:
                            api_token=Secret(login["api_token"]) if login["api_token"] else None),
                      split_table(table_from_dict(data["limits"]), len(workers)), None, make_recorder(None),
                      start=data["start"])
-    ctx.set_owned(owners(len(ctx.units), workers).get(my_id, set()), 0)
+    ctx.mqtt_url = str(data.get("mqtt_url") or "")  # the master's broker (the embedded emulator's)
+    mine = owners(len(ctx.units), workers).get(my_id, set())
+    ctx.set_owned(mine, 0)
+    ctx.mqtt_owned = {u.index for u in ctx.units if u.kind == "mqtt" and u.index in mine}
     return ctx
 
 

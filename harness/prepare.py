@@ -23,6 +23,7 @@ from geventhttpclient.client import HTTPClientPool
 from locust import User, between
 
 from harness import users
+from harness.distributed import check_distributable
 from harness.errors import ConfigError
 from harness.fleet import Fleet, plan_devices
 from harness.harness_calls import HarnessCalls
@@ -79,6 +80,8 @@ def prepare(options: argparse.Namespace, calls: HarnessCalls,
     provisioning calls (the harness's own, never judged)."""
     path = Path(options.scenario)
     scenario = load_run_scenario(options)
+    if workers_of(options):
+        check_distributable(scenario)
     if options.headless and not options.run_time:
         options.run_time = max(1, round(scenario.duration))  # a headless run ends by itself
     if options.baseline:

@@ -15,8 +15,9 @@ This module sits before the users in import order: it owns what they share
 imports the run's life cycle and no import cycle hides behind ``TYPE_CHECKING``.
 
 In a distributed run each worker owns a share of the units (``harness.distributed``);
-its one fleet user drives exactly the owned units, and re-reads them when the
-ownership version changes.
+its one fleet user drives exactly the owned REST units, and re-reads them when the
+ownership version changes; its one MQTT user drives the MQTT units it owned when the run
+started (``mqtt_owned``: a broker connection is not handed over mid-run).
 """
 
 from __future__ import annotations
@@ -208,6 +209,10 @@ class RunContext:
     owned: set[int] | None = field(init=False, default=None)  # distributed: unit indexes this worker drives
     owned_devices: list[Device] | None = field(init=False, default=None)
     owner_version: int = field(init=False, default=0)
+    #: distributed: the MQTT units this worker drives, fixed when the run starts (a worker joining or
+    #: leaving does not move broker connections, so no device is ever connected by two workers)
+    mqtt_owned: set[int] | None = field(init=False, default=None)
+    mqtt_claimed: bool = field(init=False, default=False)  # the worker's MQTT user has them
     #: Called by a reporting user once its reporters, tokens and timeline exist (see
     #: harness.gc_policy.freeze_new: the run freezes them out of the collector's reach).
     on_user_ready: Callable[[], None] = field(init=False, default_factory=lambda: _nothing)
@@ -267,7 +272,8 @@ class RunContext:
     # -- ownership (distributed runs) ------------------------------------------
     def set_owned(self, owned: set[int], version: int) -> None:
         self.owned = owned
-        self.owned_devices = [d for u in self.units if u.index in owned for d in u.devices]
+        driven = owned | (self.mqtt_owned or set())  # MQTT units stay with their first owner
+        self.owned_devices = [d for u in self.units if u.index in driven for d in u.devices]
         self.owner_version = version
 
     def command_targets(self) -> list[Device]:
@@ -333,12 +339,19 @@ class RunContext:
         """Units for a starting user: one free unit of its kind, or in a distributed
         run (fleet user) every unit this worker owns."""
         if self.owned is not None and kind == "multiplexed":
-            return [u for u in self.units if u.index in self.owned]
+            return [u for u in self.units if u.index in self.owned and u.kind != "mqtt"]
+        if self.mqtt_owned is not None and kind == "mqtt":
+            if self.mqtt_claimed:  # a second MQTT user on this worker: the units have their driver
+                return []
+            self.mqtt_claimed = True
+            return [u for u in self.units if u.index in self.mqtt_owned]
         queue = self.free.setdefault(kind, deque())
         return [queue.popleft()] if queue else []
 
     def release(self, units: list[Unit]) -> None:
         """Give a stopped user's units back, so a user started later drives them."""
+        if self.mqtt_owned is not None and any(u.kind == "mqtt" for u in units):
+            self.mqtt_claimed = False
         if self.owned is None:
             for u in units:
                 self.free[u.kind].append(u)

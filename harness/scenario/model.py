@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
 from harness.limits import PacingMode
+from harness.scenario.criteria import Criteria
 
 TargetKind = Literal["emulator", "live"]
 TargetAuth = Literal["user", "token", "key"]
@@ -449,7 +450,7 @@ class Scenario:
     pacing: PacingSpec = field(default_factory=PacingSpec)
     integrity: IntegritySpec = field(default_factory=IntegritySpec)
     events: tuple[ScenarioEvent, ...] = ()
-    criteria: Any = None  # harness.analysis.criteria.Criteria, or None when the file has none
+    criteria: Criteria | None = None  # None when the file has none
     criteria_data: Mapping[str, Any] | None = field(default=None, compare=False)
     source: str = field(default="<scenario>", compare=False)
 
@@ -550,11 +551,14 @@ DEVICES_PER_MQTT_USER = 2000
 def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
     """How many Locust users of each kind the scenario needs (fixed counts).
 
-    Distributed (``workers`` > 0): one fleet user per worker drives that worker's share.
+    Distributed (``workers`` > 0): one fleet user per worker drives that worker's share of the REST
+    devices, or one MQTT user per worker its share of the MQTT devices (a scenario with both is
+    refused, ``harness.distributed.check_distributable``).
     """
     counts = {"standalone": 0, "gateway": 0, "multiplexed": 0, "mqtt": 0, "operator": scenario.operators.count}
     if workers:
-        counts["multiplexed"] = workers
+        mqtt = any(c.transport == "mqtt" for c in scenario.fleet.classes)
+        counts["mqtt" if mqtt else "multiplexed"] = workers
         return counts
     if scenario.events:  # one user times the scenario's events (harness.users.events)
         counts["events"] = 1
