@@ -16,7 +16,7 @@
   (``RunContext.mqtt_owned``): a broker connection is not handed over, so a worker leaving
   mid-run leaves its MQTT devices disconnected, and a joining worker drives none of them.
   A scenario mixing REST and MQTT classes, or with timed ``events``, is refused before
-  anything starts (``check_distributable``): Locust deals fixed users round robin over the
+  anything starts (``harness.scenario.check_distributable``): Locust deals fixed users round robin over the
   workers, so two kinds of per-worker users could both land on one worker.
 - Per-application limits (events) are split evenly between workers' ledgers; device
   commands from operators go only to devices their own worker owns.
@@ -33,10 +33,9 @@ from typing import Any
 
 import gevent
 
-from harness.errors import ConfigError
 from harness.fleet import Device, Fleet, Login, Secret
 from harness.limits import LimitsTable, table_from_dict, table_to_dict
-from harness.scenario import Scenario, parse_scenario
+from harness.scenario import parse_scenario
 from harness.schedule.timeline import _mix64, stable_seed
 from harness.session import RunContext, make_recorder
 
@@ -73,18 +72,6 @@ def split_table(table: LimitsTable, workers: int) -> LimitsTable:
     limits = tuple(lim if lim.key == "device" or lim.kind != "rate" else replace(lim, count=max(1, lim.count // workers))
                    for lim in table.limits)
     return replace(table, limits=limits)
-
-
-def check_distributable(scenario: Scenario) -> None:
-    """Refuse, before anything is provisioned, a scenario a distributed run cannot drive as written."""
-    transports = sorted({c.transport for c in scenario.fleet.classes})
-    if len(transports) > 1:
-        names = ", ".join(f"{c.name}: {c.transport}" for c in scenario.fleet.classes)
-        raise ConfigError(f"{scenario.source}: fleet.classes mixes REST and MQTT devices ({names}); a distributed run "
-                          "drives one transport (one user per worker): run it in one process, or split the scenario")
-    if scenario.events:
-        raise ConfigError(f"{scenario.source}: events: a distributed run does not time the scenario's events "
-                          "(they need one process); run it in one process")
 
 
 # -- the setup message -------------------------------------------------------------
@@ -208,7 +195,7 @@ def worker_context(data: dict[str, Any], my_id: str) -> RunContext:
                      Login(email=login["email"], password=Secret(login["password"]) if login["password"] else None,
                            api_token=Secret(login["api_token"]) if login["api_token"] else None),
                      split_table(table_from_dict(data["limits"]), len(workers)), None, make_recorder(None),
-                     start=data["start"])
+                     start=data["start"], distributed=True)
     ctx.mqtt_url = str(data.get("mqtt_url") or "")  # the master's broker (the embedded emulator's)
     mine = owners(len(ctx.units), workers).get(my_id, set())
     ctx.set_owned(mine, 0)

@@ -23,7 +23,6 @@ from geventhttpclient.client import HTTPClientPool
 from locust import User, between
 
 from harness import users
-from harness.distributed import check_distributable
 from harness.errors import ConfigError
 from harness.fleet import Fleet, plan_devices
 from harness.harness_calls import HarnessCalls
@@ -32,7 +31,7 @@ from harness.provision import provision
 from harness.report.compare import identity_problem, run_identity, scenario_identity
 from harness.rundir import make_run_id
 from harness.safety import check_live_run, pacing_warnings, plan_budget
-from harness.scenario import Scenario, load_scenario
+from harness.scenario import Scenario, check_distributable, load_scenario
 from harness.target import Target, open_target
 
 PreparedKey = tuple[str, str, str]

@@ -151,14 +151,19 @@ class Unit:
     devices: tuple[Device, ...]
 
 
-def plan_units(scenario: Scenario, fleet: Fleet) -> list[Unit]:
-    """Split the fleet into the units users claim, by the scenario's fleet mode (a fixed order)."""
+def plan_units(scenario: Scenario, fleet: Fleet, mqtt_groups: bool = False) -> list[Unit]:
+    """Split the fleet into the units users claim, by the scenario's fleet mode (a fixed order).
+
+    ``mqtt_groups`` (a distributed run): one unit per MQTT device or gateway with its peripherals,
+    so the workers' shares are even and a gateway's connection is never split between two of them."""
     units: list[Unit] = []
     by_id = {d.id: d for d in fleet.devices}
     for cls in scenario.fleet.classes:
         groups = [(d, [d] + [by_id[p] for p in d.peripheral_ids])
                   for d in fleet.by_class(cls.name) if d.kind != "peripheral"]
-        if cls.transport == "mqtt":  # chunks of broker connections, whatever the mode (harness.users.mqtt)
+        if cls.transport == "mqtt" and mqtt_groups:
+            units.extend([Unit(len(units) + i, "mqtt", cls.name, tuple(group)) for i, (_, group) in enumerate(groups)])
+        elif cls.transport == "mqtt":  # chunks of broker connections, whatever the mode (harness.users.mqtt)
             flat = [dev for _, group in groups for dev in group]
             for i in range(0, len(flat), DEVICES_PER_MQTT_USER):
                 units.append(Unit(len(units), "mqtt", cls.name, tuple(flat[i:i + DEVICES_PER_MQTT_USER])))
@@ -188,6 +193,9 @@ class RunContext:
     recorder: RunRecorder
     #: One origin for every timeline (and every worker), so phases spread across the whole fleet.
     start: float = field(default_factory=time.time)
+    #: A distributed worker's run: MQTT units are single devices (or gateways with their peripherals)
+    #: shared out between the workers, not the chunks one user per chunk drives in one process.
+    distributed: bool = False
 
     paced: bool = field(init=False)  # every call is admitted by the ledger at its actual send time
     probing: bool = field(init=False)  # probed limits are also reserved on planned times
@@ -244,7 +252,7 @@ class RunContext:
         limits = self.limits
         paced = limits if self.job_max == limits.job_seconds else replace(limits, job_seconds=self.job_max)
         self.ledger = Ledger(paced, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
-        self.units = plan_units(self.scenario, self.fleet)
+        self.units = plan_units(self.scenario, self.fleet, mqtt_groups=self.distributed)
         self.free = {"standalone": deque(), "gateway": deque(), "multiplexed": deque()}
         for u in self.units:
             self.free.setdefault(u.kind, deque()).append(u)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
+from harness.errors import ConfigError
 from harness.limits import PacingMode
 from harness.scenario.criteria import Criteria
 
@@ -548,12 +549,24 @@ DEVICES_PER_FLEET_USER = 2000
 DEVICES_PER_MQTT_USER = 2000
 
 
+def check_distributable(scenario: Scenario) -> None:
+    """Refuse, before anything is provisioned, a scenario a distributed run cannot drive as written."""
+    transports = sorted({c.transport for c in scenario.fleet.classes})
+    if len(transports) > 1:
+        names = ", ".join(f"{c.name}: {c.transport}" for c in scenario.fleet.classes)
+        raise ConfigError(f"{scenario.source}: fleet.classes mixes REST and MQTT devices ({names}); a distributed run "
+                          "drives one transport (one user per worker): run it in one process, or split the scenario")
+    if scenario.events:
+        raise ConfigError(f"{scenario.source}: events: a distributed run does not time the scenario's events "
+                          "(they need one process); run it in one process")
+
+
 def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
     """How many Locust users of each kind the scenario needs (fixed counts).
 
     Distributed (``workers`` > 0): one fleet user per worker drives that worker's share of the REST
     devices, or one MQTT user per worker its share of the MQTT devices (a scenario with both is
-    refused, ``harness.distributed.check_distributable``).
+    refused, ``check_distributable``).
     """
     counts = {"standalone": 0, "gateway": 0, "multiplexed": 0, "mqtt": 0, "operator": scenario.operators.count}
     if workers:
