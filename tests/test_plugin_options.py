@@ -95,7 +95,7 @@ def test_a_reports_folder_that_does_not_exist_yet_is_fine(tmp_path: Path) -> Non
 
 
 def test_the_same_check_reads_locusts_namespace() -> None:
-    with pytest.raises(ConfigError, match="--users 0"):
+    with pytest.raises(ConfigError, match="^--scale-users 0: "):  # the name the user typed on Locust's command
         check_options(locust_parser().parse_args(["--scale-users", "0"]))
 
 
