@@ -34,7 +34,9 @@ from harness.harness_calls import HarnessCalls
 from harness.limits import LimitsTable
 from harness.record import Recorder, Samples
 from harness.schedule import FleetTimeline, Ledger, Ticket, device_streams, stable_seed
-from harness.scenario import DEVICES_PER_FLEET_USER, DEVICES_PER_MQTT_USER, OperatorAction, Scenario, device_rng, make_state_generator
+from harness.scenario import (
+    DEVICES_PER_FLEET_USER, OperatorAction, Scenario, device_rng, make_state_generator, mqtt_groups_per_user,
+)
 
 SPILL_ROWS = 200_000
 #: How long a live tenant's jobs are assumed to run when the scenario does not say
@@ -164,9 +166,9 @@ def plan_units(scenario: Scenario, fleet: Fleet, mqtt_groups: bool = False) -> l
         if cls.transport == "mqtt" and mqtt_groups:
             units.extend([Unit(len(units) + i, "mqtt", cls.name, tuple(group)) for i, (_, group) in enumerate(groups)])
         elif cls.transport == "mqtt":  # chunks of broker connections, whatever the mode (harness.users.mqtt)
-            flat = [dev for _, group in groups for dev in group]
-            for i in range(0, len(flat), DEVICES_PER_MQTT_USER):
-                units.append(Unit(len(units), "mqtt", cls.name, tuple(flat[i:i + DEVICES_PER_MQTT_USER])))
+            per = mqtt_groups_per_user(cls)  # whole gateways: one connection is never driven by two users
+            for i in range(0, len(groups), per):
+                units.append(Unit(len(units), "mqtt", cls.name, tuple(dev for _, g in groups[i:i + per] for dev in g)))
         elif scenario.fleet.mode == "multiplexed":
             flat = [dev for _, group in groups for dev in group]
             for i in range(0, len(flat), DEVICES_PER_FLEET_USER):

@@ -171,3 +171,20 @@ def test_two_workers_connect_each_mqtt_device_once_and_read_every_state_back(tmp
     assert integrity["devices_checked"] == integrity["devices_total"] == DEVICES
     processes = json.loads((run.run_dir / "run.json").read_text())["generator"]["processes"]
     assert sum(p["process"].startswith("worker") for p in processes) == 2
+
+
+def test_one_process_chunks_never_split_a_gateway_from_its_peripherals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of whole gateways (here 10 devices a user: 3 gateways of 3), as many users as chunks."""
+    import harness.scenario.model as model
+    from harness.session import plan_units
+
+    monkeypatch.setattr(model, "DEVICES_PER_MQTT_USER", 10)
+    scenario = parse_scenario({**SCENARIO, "fleet": {"classes": [
+        {"name": "gw", "count": 7, "kind": "gateway", "peripherals": 2, "transport": "mqtt", "report_interval": "2s",
+         "attributes": ATTRS}]}}, "s.yaml")
+    units = plan_units(scenario, fake_fleet(scenario))
+    assert [len(u.devices) for u in units] == [9, 9, 3]
+    for u in units:
+        gateways = {d.gateway_id or d.id for d in u.devices}
+        assert all(any(d.id == g for d in u.devices) for g in gateways), "each gateway with its peripherals"
+    assert user_counts(scenario)["mqtt"] == len(units), "one user per chunk: every chunk is driven"

@@ -549,6 +549,13 @@ DEVICES_PER_FLEET_USER = 2000
 DEVICES_PER_MQTT_USER = 2000
 
 
+def mqtt_groups_per_user(cls: DeviceClass) -> int:
+    """Whole devices (gateways with their peripherals) one MQTT user drives: a gateway publishes for
+    its peripherals over its own connection, so a chunk never splits it from them (two users would
+    open two connections for it, and the broker would close one)."""
+    return max(1, DEVICES_PER_MQTT_USER // (1 + cls.peripherals if cls.kind == "gateway" else 1))
+
+
 def check_distributable(scenario: Scenario) -> None:
     """Refuse, before anything is provisioned, a scenario a distributed run cannot drive as written."""
     transports = sorted({c.transport for c in scenario.fleet.classes})
@@ -577,7 +584,7 @@ def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
         counts["events"] = 1
     for cls in scenario.fleet.classes:
         if cls.transport == "mqtt":  # whatever the fleet mode: chunks of connections (a greenlet each)
-            counts["mqtt"] += math.ceil(cls.total_devices / DEVICES_PER_MQTT_USER)
+            counts["mqtt"] += math.ceil(cls.count / mqtt_groups_per_user(cls))
         elif scenario.fleet.mode == "multiplexed":
             counts["multiplexed"] += math.ceil(cls.total_devices / DEVICES_PER_FLEET_USER)
         else:
