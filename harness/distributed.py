@@ -34,7 +34,7 @@ from typing import Any
 import gevent
 
 from harness.fleet import Device, Fleet, Login, Secret
-from harness.limits import LimitsTable, table_from_dict, table_to_dict
+from harness.limits import Limit, LimitsTable, table_from_dict, table_to_dict
 from harness.scenario import parse_scenario
 from harness.schedule.timeline import _mix64, stable_seed
 from harness.session import RunContext, make_recorder
@@ -65,13 +65,22 @@ def owners(units: int, workers: list[str], seed: int = 0) -> dict[str, set[int]]
     return out
 
 
+#: Limit keys one device's traffic alone fills (a device, its topic, its connection): a device has
+#: one owner, so these are never shared between workers.
+DEVICE_KEYS = ("device", "device_topic", "connection")
+
+
 def split_table(table: LimitsTable, workers: int) -> LimitsTable:
-    """Each worker's share of the limits not keyed by device (a device has one owner)."""
+    """Each worker's share of the rate limits not keyed by device (a device has one owner): the REST
+    rows and the broker's (``mqtt.newConnections`` is per application, shared by every worker)."""
     if workers <= 1:
         return table
-    limits = tuple(lim if lim.key == "device" or lim.kind != "rate" else replace(lim, count=max(1, lim.count // workers))
-                   for lim in table.limits)
-    return replace(table, limits=limits)
+
+    def share(limits: tuple[Limit, ...]) -> tuple[Limit, ...]:
+        return tuple(lim if lim.key in DEVICE_KEYS or lim.kind != "rate" else
+                     replace(lim, count=max(1, lim.count // workers)) for lim in limits)
+
+    return replace(table, limits=share(table.limits), mqtt=share(table.mqtt))
 
 
 # -- the setup message -------------------------------------------------------------
