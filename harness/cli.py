@@ -16,7 +16,7 @@ from pathlib import Path
 from harness import __version__
 from harness.errors import ConfigError, HarnessError
 from harness.options import add_to_run_command, check_options, locust_argv
-from harness.scenario import load_scenario
+from harness.scenario import check_distributable, load_scenario
 
 LOCUSTFILE = Path(__file__).with_name("locust_entry.py")
 
@@ -59,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("run: a scenario file is required, e.g. losant-load run scenarios/smoke.yaml --headless")
     check_options(args, web_ui=not args.headless)  # before anything starts, as the plugin does for locust -f
     scenario = load_scenario(Path(args.scenario))  # refuse a malformed scenario before anything starts
+    if args.workers or args.master:
+        check_distributable(scenario)  # here too: once Locust has forked its workers, a refusal would orphan them
     duration = args.run_time or scenario.duration
     argv = ["locust", "-f", str(LOCUSTFILE), *locust_argv(args)]
     if args.workers:

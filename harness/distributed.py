@@ -11,6 +11,13 @@
   little in the future. A worker stops driving the units it loses at once and starts
   the ones it gains only at that time, so no unit has two drivers (a message would
   need to be later than ``HANDOVER`` seconds for an overlap).
+- MQTT devices (``transport: mqtt``) are driven by one MQTT user per worker, on the broker
+  address the setup carries (``mqtt_url``); their owners are fixed when the run starts
+  (``RunContext.mqtt_owned``): a broker connection is not handed over, so a worker leaving
+  mid-run leaves its MQTT devices disconnected, and a joining worker drives none of them.
+  A scenario mixing REST and MQTT classes, or with timed ``events``, is refused before
+  anything starts (``harness.scenario.check_distributable``): Locust deals fixed users round robin over the
+  workers, so two kinds of per-worker users could both land on one worker.
 - Per-application limits (events) are split evenly between workers' ledgers; device
   commands from operators go only to devices their own worker owns.
 - Samples and accepted-state logs travel to the master with each worker report and a
@@ -27,13 +34,14 @@ from typing import Any
 import gevent
 
 from harness.fleet import Device, Fleet, Login, Secret
-from harness.limits import LimitsTable, table_from_dict, table_to_dict
+from harness.limits import Limit, LimitsTable, table_from_dict, table_to_dict
 from harness.scenario import parse_scenario
 from harness.schedule.timeline import _mix64, stable_seed
 from harness.session import RunContext, make_recorder
 
 log = logging.getLogger("losant-load")
 
+MQTT_CLASS = "Mqtt"
 SETUP, OWNERS, FINAL, STOP = "losant_setup", "losant_owners", "losant_final", "losant_stop"
 FINAL_WAIT = 15.0  # seconds the master waits for every worker's last samples
 HANDOVER = 1.0  # seconds between releasing and acquiring units on a change of the worker set
@@ -57,13 +65,22 @@ def owners(units: int, workers: list[str], seed: int = 0) -> dict[str, set[int]]
     return out
 
 
+#: Limit keys one device's traffic alone fills (a device, its topic, its connection): a device has
+#: one owner, so these are never shared between workers.
+DEVICE_KEYS = ("device", "device_topic", "connection")
+
+
 def split_table(table: LimitsTable, workers: int) -> LimitsTable:
-    """Each worker's share of the limits not keyed by device (a device has one owner)."""
+    """Each worker's share of the rate limits not keyed by device (a device has one owner): the REST
+    rows and the broker's (``mqtt.newConnections`` is per application, shared by every worker)."""
     if workers <= 1:
         return table
-    limits = tuple(lim if lim.key == "device" or lim.kind != "rate" else replace(lim, count=max(1, lim.count // workers))
-                   for lim in table.limits)
-    return replace(table, limits=limits)
+
+    def share(limits: tuple[Limit, ...]) -> tuple[Limit, ...]:
+        return tuple(lim if lim.key in DEVICE_KEYS or lim.kind != "rate" else
+                     replace(lim, count=max(1, lim.count // workers)) for lim in limits)
+
+    return replace(table, limits=share(table.limits), mqtt=share(table.mqtt))
 
 
 # -- the setup message -------------------------------------------------------------
@@ -88,7 +105,7 @@ def setup_message(ctx: RunContext, workers: list[str]) -> dict[str, Any]:
     scenario = ctx.scenario.to_dict()
     scenario["target"].pop("limits", None)  # a path on the master's disk; the table itself travels below
     return {"scenario": scenario, "source": ctx.scenario.source, "fleet": fleet_to_dict(ctx.fleet),
-            "limits": table_to_dict(ctx.limits), "start": ctx.start, "workers": workers,
+            "limits": table_to_dict(ctx.limits), "start": ctx.start, "workers": workers, "mqtt_url": ctx.mqtt_url,
             "login": {"email": login.email, "password": str(login.password) if login.password else None,
                       "api_token": str(login.api_token) if login.api_token else None}}
 
@@ -109,7 +126,8 @@ class Master:
         """Workers that drive devices: connected, and running a fleet user (or still starting one)."""
         return sorted(c.id for c in self.env.runner.clients.values()
                       if c.state in ("ready", "spawning") or
-                      (c.state == "running" and c.user_classes_count.get(FLEET_CLASS, 0) > 0))
+                      (c.state == "running" and (c.user_classes_count.get(FLEET_CLASS, 0) > 0 or
+                                                 c.user_classes_count.get(MQTT_CLASS, 0) > 0)))
 
     def start(self) -> None:
         self.workers = self.eligible()
@@ -186,8 +204,11 @@ def worker_context(data: dict[str, Any], my_id: str) -> RunContext:
                      Login(email=login["email"], password=Secret(login["password"]) if login["password"] else None,
                            api_token=Secret(login["api_token"]) if login["api_token"] else None),
                      split_table(table_from_dict(data["limits"]), len(workers)), None, make_recorder(None),
-                     start=data["start"])
-    ctx.set_owned(owners(len(ctx.units), workers).get(my_id, set()), 0)
+                     start=data["start"], distributed=True)
+    ctx.mqtt_url = str(data.get("mqtt_url") or "")  # the master's broker (the embedded emulator's)
+    mine = owners(len(ctx.units), workers).get(my_id, set())
+    ctx.set_owned(mine, 0)
+    ctx.mqtt_owned = {u.index for u in ctx.units if u.kind == "mqtt" and u.index in mine}
     return ctx
 
 

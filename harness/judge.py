@@ -123,7 +123,7 @@ def rejudge(run_dir: Path, criteria_file: Path | None = None) -> dict[str, Any]:
     the verdict the run itself reached is kept once, in ``summary.original.json``, and the
     new summary says so under ``rejudged``.
     """
-    from harness.analysis.criteria import load_criteria, parse_criteria
+    from harness.scenario.criteria import load_criteria, parse_criteria
     from harness.analysis.summary import write_summary
 
     run_dir = Path(run_dir)

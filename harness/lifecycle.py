@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -427,9 +428,20 @@ class Lifecycle:
             # forked by ``--workers N`` (Locust's --processes): a terminal's Ctrl-C reaches this process
             # too, but the master stops the run and asks for the last samples; dying first would lose them
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # and if the master dies without a word (refused at init, killed), Locust's worker would wait
+            # 60 s for its heartbeat: it quits as soon as it is an orphan
+            gevent.spawn(_quit_when_orphaned, os.getppid())
         runner.register_message(distributed.SETUP, on_setup)
         runner.register_message(distributed.OWNERS, on_owners)
         runner.register_message(distributed.STOP, lambda environment, msg, **kw: environment.runner.stop())
+
+
+def _quit_when_orphaned(parent: int, every: float = 1.0) -> None:
+    """A forked worker whose master process is gone (it was re-parented) exits at once."""
+    while os.getppid() == parent:
+        gevent.sleep(every)
+    print(f"losant-load: worker {os.getpid()}: its master (process {parent}) is gone; quitting", file=sys.stderr)
+    os._exit(2)
 
 
 def _hide_locust_tables(options: argparse.Namespace) -> None:

@@ -185,8 +185,9 @@ def check_options(opts: argparse.Namespace, web_ui: bool = False) -> None:
     started. ``web_ui``: the web UI's address will be listened on (checked now, as Locust binds it
     only after the fleet is provisioned)."""
     users = getattr(opts, "scale_users", None)
-    if users is not None and users < 1:
-        raise ConfigError(f"--users {users}: expected 1 or more device users")
+    if users is not None and users < 1:  # named as typed: Locust's parser calls it --scale-users
+        flag = "--scale-users" if hasattr(opts, "locustfile") else "--users"
+        raise ConfigError(f"{flag} {users}: expected 1 or more device users")
     workers = getattr(opts, "workers", None)
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers {workers}: expected 1 or more worker processes")

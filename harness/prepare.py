@@ -31,7 +31,7 @@ from harness.provision import provision
 from harness.report.compare import identity_problem, run_identity, scenario_identity
 from harness.rundir import make_run_id
 from harness.safety import check_live_run, pacing_warnings, plan_budget
-from harness.scenario import Scenario, load_scenario
+from harness.scenario import Scenario, check_distributable, load_scenario
 from harness.target import Target, open_target
 
 PreparedKey = tuple[str, str, str]
@@ -79,6 +79,8 @@ def prepare(options: argparse.Namespace, calls: HarnessCalls,
     provisioning calls (the harness's own, never judged)."""
     path = Path(options.scenario)
     scenario = load_run_scenario(options)
+    if workers_of(options):
+        check_distributable(scenario)
     if options.headless and not options.run_time:
         options.run_time = max(1, round(scenario.duration))  # a headless run ends by itself
     if options.baseline:

@@ -15,8 +15,9 @@ This module sits before the users in import order: it owns what they share
 imports the run's life cycle and no import cycle hides behind ``TYPE_CHECKING``.
 
 In a distributed run each worker owns a share of the units (``harness.distributed``);
-its one fleet user drives exactly the owned units, and re-reads them when the
-ownership version changes.
+its one fleet user drives exactly the owned REST units, and re-reads them when the
+ownership version changes; its one MQTT user drives the MQTT units it owned when the run
+started (``mqtt_owned``: a broker connection is not handed over mid-run).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from harness.harness_calls import HarnessCalls
 from harness.limits import LimitsTable
 from harness.record import Recorder, Samples
 from harness.schedule import FleetTimeline, Ledger, Ticket, device_streams, stable_seed
-from harness.scenario import DEVICES_PER_FLEET_USER, DEVICES_PER_MQTT_USER, OperatorAction, Scenario, device_rng, make_state_generator
+from harness.scenario import (
+    DEVICES_PER_FLEET_USER, OperatorAction, Scenario, device_rng, make_state_generator, mqtt_groups_per_user,
+)
 
 SPILL_ROWS = 200_000
 #: How long a live tenant's jobs are assumed to run when the scenario does not say
@@ -150,17 +153,22 @@ class Unit:
     devices: tuple[Device, ...]
 
 
-def plan_units(scenario: Scenario, fleet: Fleet) -> list[Unit]:
-    """Split the fleet into the units users claim, by the scenario's fleet mode (a fixed order)."""
+def plan_units(scenario: Scenario, fleet: Fleet, mqtt_groups: bool = False) -> list[Unit]:
+    """Split the fleet into the units users claim, by the scenario's fleet mode (a fixed order).
+
+    ``mqtt_groups`` (a distributed run): one unit per MQTT device or gateway with its peripherals,
+    so the workers' shares are even and a gateway's connection is never split between two of them."""
     units: list[Unit] = []
     by_id = {d.id: d for d in fleet.devices}
     for cls in scenario.fleet.classes:
         groups = [(d, [d] + [by_id[p] for p in d.peripheral_ids])
                   for d in fleet.by_class(cls.name) if d.kind != "peripheral"]
-        if cls.transport == "mqtt":  # chunks of broker connections, whatever the mode (harness.users.mqtt)
-            flat = [dev for _, group in groups for dev in group]
-            for i in range(0, len(flat), DEVICES_PER_MQTT_USER):
-                units.append(Unit(len(units), "mqtt", cls.name, tuple(flat[i:i + DEVICES_PER_MQTT_USER])))
+        if cls.transport == "mqtt" and mqtt_groups:
+            units.extend([Unit(len(units) + i, "mqtt", cls.name, tuple(group)) for i, (_, group) in enumerate(groups)])
+        elif cls.transport == "mqtt":  # chunks of broker connections, whatever the mode (harness.users.mqtt)
+            per = mqtt_groups_per_user(cls)  # whole gateways: one connection is never driven by two users
+            for i in range(0, len(groups), per):
+                units.append(Unit(len(units), "mqtt", cls.name, tuple(dev for _, g in groups[i:i + per] for dev in g)))
         elif scenario.fleet.mode == "multiplexed":
             flat = [dev for _, group in groups for dev in group]
             for i in range(0, len(flat), DEVICES_PER_FLEET_USER):
@@ -187,6 +195,9 @@ class RunContext:
     recorder: RunRecorder
     #: One origin for every timeline (and every worker), so phases spread across the whole fleet.
     start: float = field(default_factory=time.time)
+    #: A distributed worker's run: MQTT units are single devices (or gateways with their peripherals)
+    #: shared out between the workers, not the chunks one user per chunk drives in one process.
+    distributed: bool = False
 
     paced: bool = field(init=False)  # every call is admitted by the ledger at its actual send time
     probing: bool = field(init=False)  # probed limits are also reserved on planned times
@@ -208,6 +219,10 @@ class RunContext:
     owned: set[int] | None = field(init=False, default=None)  # distributed: unit indexes this worker drives
     owned_devices: list[Device] | None = field(init=False, default=None)
     owner_version: int = field(init=False, default=0)
+    #: distributed: the MQTT units this worker drives, fixed when the run starts (a worker joining or
+    #: leaving does not move broker connections, so no device is ever connected by two workers)
+    mqtt_owned: set[int] | None = field(init=False, default=None)
+    mqtt_claimed: bool = field(init=False, default=False)  # the worker's MQTT user has them
     #: Called by a reporting user once its reporters, tokens and timeline exist (see
     #: harness.gc_policy.freeze_new: the run freezes them out of the collector's reach).
     on_user_ready: Callable[[], None] = field(init=False, default_factory=lambda: _nothing)
@@ -239,7 +254,7 @@ class RunContext:
         limits = self.limits
         paced = limits if self.job_max == limits.job_seconds else replace(limits, job_seconds=self.job_max)
         self.ledger = Ledger(paced, pacing.throttle, pacing.margin, set(pacing.probe_limits), pacing.probe_factor)
-        self.units = plan_units(self.scenario, self.fleet)
+        self.units = plan_units(self.scenario, self.fleet, mqtt_groups=self.distributed)
         self.free = {"standalone": deque(), "gateway": deque(), "multiplexed": deque()}
         for u in self.units:
             self.free.setdefault(u.kind, deque()).append(u)
@@ -267,7 +282,8 @@ class RunContext:
     # -- ownership (distributed runs) ------------------------------------------
     def set_owned(self, owned: set[int], version: int) -> None:
         self.owned = owned
-        self.owned_devices = [d for u in self.units if u.index in owned for d in u.devices]
+        driven = owned | (self.mqtt_owned or set())  # MQTT units stay with their first owner
+        self.owned_devices = [d for u in self.units if u.index in driven for d in u.devices]
         self.owner_version = version
 
     def command_targets(self) -> list[Device]:
@@ -333,12 +349,19 @@ class RunContext:
         """Units for a starting user: one free unit of its kind, or in a distributed
         run (fleet user) every unit this worker owns."""
         if self.owned is not None and kind == "multiplexed":
-            return [u for u in self.units if u.index in self.owned]
+            return [u for u in self.units if u.index in self.owned and u.kind != "mqtt"]
+        if self.mqtt_owned is not None and kind == "mqtt":
+            if self.mqtt_claimed:  # a second MQTT user on this worker: the units have their driver
+                return []
+            self.mqtt_claimed = True
+            return [u for u in self.units if u.index in self.mqtt_owned]
         queue = self.free.setdefault(kind, deque())
         return [queue.popleft()] if queue else []
 
     def release(self, units: list[Unit]) -> None:
         """Give a stopped user's units back, so a user started later drives them."""
+        if self.mqtt_owned is not None and any(u.kind == "mqtt" for u in units):
+            self.mqtt_claimed = False
         if self.owned is None:
             for u in units:
                 self.free[u.kind].append(u)

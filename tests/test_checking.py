@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis.criteria import load_criteria
+from harness.scenario.criteria import load_criteria
 from harness.checking import Checker, InputError, did_you_mean, range_text
 from harness.emulator.faults import load_plan
 from harness.errors import ConfigError

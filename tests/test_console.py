@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.analysis import parse_criteria
+from harness.scenario.criteria import parse_criteria
 from harness.analysis.criteria import evaluate, passed
 from harness.console import PROGRESS_LEGEND, format_summary, progress_line, verdict_word
 

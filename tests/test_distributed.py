@@ -51,6 +51,9 @@ def test_split_table_divides_only_non_device_rate_limits() -> None:
     table = split_table(LimitsTable(), 2)
     assert table.by_name("events.post").count == 7
     assert table.by_name("device.sendState").count == 30
+    mqtt = {lim.name: lim.count for lim in table.mqtt}
+    assert mqtt["mqtt.newConnections"] == 150, "per application: shared by the workers"
+    assert mqtt["mqtt.publishIn"] == 30 and mqtt["mqtt.connectionMessages"] == 300, "per device: one owner"
 
 
 def start(tmp_path: Path, *extra: str, scenario: dict[str, Any] | None = None) -> subprocess.Popen:

@@ -23,8 +23,11 @@ from fractions import Fraction
 
 import numpy as np
 
-#: Labels reported everywhere, in order; "max" is p100.
-LABELS: tuple[str, ...] = ("p50", "p90", "p95", "p99", "p99.9", "max")
+from harness.scenario.criteria import PERCENTILES
+
+#: Labels reported everywhere, in order; "max" is p100. A latency criterion may bound any of them, so
+#: the tuple is declared with the criteria, which come first in the data flow.
+LABELS: tuple[str, ...] = PERCENTILES
 SERIES_LABELS: tuple[str, ...] = ("p50", "p95", "p99")
 #: Resolution of the per-bucket series (values are packed as whole microseconds).
 SERIES_RESOLUTION = 1e-6

@@ -27,11 +27,12 @@ import numpy as np
 
 from harness.limits import LimitsTable
 from harness.record import Samples
+from harness.scenario.criteria import Criteria
 
 from . import throughput as tp
 from .concurrency import JobLength, job_length
 from .conformance import check_conformance
-from .criteria import Criteria, evaluate, passed
+from .criteria import evaluate, passed
 from .mqtt import analyze_mqtt, has_mqtt, merge_into_conformance
 from .percentiles import (LABELS, SERIES_LABELS, bucket_index, exact_percentiles, grouped_order, grouped_percentiles,
                           percentile_series)

@@ -125,7 +125,7 @@ def write_run(run_dir: Path, shape: Shape = Shape(), summary: bool = True, chunk
 
 def write_summary_for(run_dir: Path, scenario: dict, integrity: dict) -> None:
     """``summary.json`` by the analysis package, with a few criteria so verdicts show."""
-    from harness.analysis.criteria import parse_criteria
+    from harness.scenario.criteria import parse_criteria
     from harness.analysis.summary import build_summary, write_summary
     from harness.limits import LimitsTable
     from harness.record import read_samples

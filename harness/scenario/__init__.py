@@ -10,13 +10,14 @@ from harness.scenario.generators import (
 )
 from harness.scenario.model import (
     ACTION_OBJECTS, ACTION_OPERATIONS, CREDENTIAL_ENV, DEVICE_OPERATIONS, DEVICES_PER_FLEET_USER, DEVICES_PER_MQTT_USER, HARNESS_OPERATIONS, AttributeSpec, DeviceClass, FleetSpec, OperatorAction, OperatorsSpec,
-    PacingSpec, PlannedDevice, PlatformObjects, Scenario, Target, format_duration, user_counts,
+    PacingSpec, PlannedDevice, PlatformObjects, Scenario, Target, check_distributable, format_duration, mqtt_groups_per_user,
+    user_counts,
 )
 from harness.scenario.parse import ScenarioError, load_scenario, parse_duration, parse_scenario
 
 __all__ = [
     "ACTION_OBJECTS", "ACTION_OPERATIONS", "CREDENTIAL_ENV", "DEVICE_OPERATIONS", "DEVICES_PER_FLEET_USER", "DEVICES_PER_MQTT_USER", "HARNESS_OPERATIONS", "AttributeGenerator", "AttributeSpec", "DeviceClass", "FleetSpec",
     "OperatorAction", "OperatorsSpec", "PacingSpec", "PlannedDevice", "PlatformObjects", "Scenario", "ScenarioError",
-    "StateGenerator", "Target", "device_rng", "format_duration", "load_scenario", "make_generator",
-    "make_state_generator", "parse_duration", "parse_scenario", "user_counts",
+    "StateGenerator", "Target", "check_distributable", "device_rng", "format_duration", "load_scenario", "make_generator",
+    "make_state_generator", "mqtt_groups_per_user", "parse_duration", "parse_scenario", "user_counts",
 ]

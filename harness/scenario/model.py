@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
+from harness.errors import ConfigError
 from harness.limits import PacingMode
+from harness.scenario.criteria import Criteria
 
 TargetKind = Literal["emulator", "live"]
 TargetAuth = Literal["user", "token", "key"]
@@ -449,7 +451,7 @@ class Scenario:
     pacing: PacingSpec = field(default_factory=PacingSpec)
     integrity: IntegritySpec = field(default_factory=IntegritySpec)
     events: tuple[ScenarioEvent, ...] = ()
-    criteria: Any = None  # harness.analysis.criteria.Criteria, or None when the file has none
+    criteria: Criteria | None = None  # None when the file has none
     criteria_data: Mapping[str, Any] | None = field(default=None, compare=False)
     source: str = field(default="<scenario>", compare=False)
 
@@ -547,20 +549,42 @@ DEVICES_PER_FLEET_USER = 2000
 DEVICES_PER_MQTT_USER = 2000
 
 
+def mqtt_groups_per_user(cls: DeviceClass) -> int:
+    """Whole devices (gateways with their peripherals) one MQTT user drives: a gateway publishes for
+    its peripherals over its own connection, so a chunk never splits it from them (two users would
+    open two connections for it, and the broker would close one)."""
+    return max(1, DEVICES_PER_MQTT_USER // (1 + cls.peripherals if cls.kind == "gateway" else 1))
+
+
+def check_distributable(scenario: Scenario) -> None:
+    """Refuse, before anything is provisioned, a scenario a distributed run cannot drive as written."""
+    transports = sorted({c.transport for c in scenario.fleet.classes})
+    if len(transports) > 1:
+        names = ", ".join(f"{c.name}: {c.transport}" for c in scenario.fleet.classes)
+        raise ConfigError(f"{scenario.source}: fleet.classes mixes REST and MQTT devices ({names}); a distributed run "
+                          "drives one transport (one user per worker): run it in one process, or split the scenario")
+    if scenario.events:
+        raise ConfigError(f"{scenario.source}: events: a distributed run does not time the scenario's events "
+                          "(they need one process); run it in one process")
+
+
 def user_counts(scenario: Scenario, workers: int = 0) -> dict[str, int]:
     """How many Locust users of each kind the scenario needs (fixed counts).
 
-    Distributed (``workers`` > 0): one fleet user per worker drives that worker's share.
+    Distributed (``workers`` > 0): one fleet user per worker drives that worker's share of the REST
+    devices, or one MQTT user per worker its share of the MQTT devices (a scenario with both is
+    refused, ``check_distributable``).
     """
     counts = {"standalone": 0, "gateway": 0, "multiplexed": 0, "mqtt": 0, "operator": scenario.operators.count}
     if workers:
-        counts["multiplexed"] = workers
+        mqtt = any(c.transport == "mqtt" for c in scenario.fleet.classes)
+        counts["mqtt" if mqtt else "multiplexed"] = workers
         return counts
     if scenario.events:  # one user times the scenario's events (harness.users.events)
         counts["events"] = 1
     for cls in scenario.fleet.classes:
         if cls.transport == "mqtt":  # whatever the fleet mode: chunks of connections (a greenlet each)
-            counts["mqtt"] += math.ceil(cls.total_devices / DEVICES_PER_MQTT_USER)
+            counts["mqtt"] += math.ceil(cls.count / mqtt_groups_per_user(cls))
         elif scenario.fleet.mode == "multiplexed":
             counts["multiplexed"] += math.ceil(cls.total_devices / DEVICES_PER_FLEET_USER)
         else:

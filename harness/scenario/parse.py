@@ -8,12 +8,14 @@ the author the whole list (k6's ``Validate()``), not one error per attempt.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.checking import did_you_mean, read_yaml
-from harness.limits import PACING_MODES
+from harness.limits import PACING_MODES, LimitsTable
 from harness.errors import ConfigError
+from harness.scenario.criteria import parse_criteria
 from harness.scenario.checks import (
     ATTRIBUTES_MAX, DURATION_HINT, ScenarioError, join_path, parse_duration,
 )
@@ -136,15 +138,9 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 def _with_criteria(c: Checker, scenario: Scenario, data: Any) -> Scenario:
-    from dataclasses import replace
-
-    from harness.analysis.criteria import parse_criteria  # the criteria section is the analysis's to define
-
     if not isinstance(data, dict):
         c.bad("criteria", data, "a mapping")
         return scenario
-    from harness.limits import LimitsTable
-
     known = set(HARNESS_OPERATIONS) | {op for lim in LimitsTable().limits for op in lim.operations}
     before = len(c.problems)
     criteria = parse_criteria(data, known_ops=known, checker=c.under("criteria"))

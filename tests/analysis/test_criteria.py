@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.analysis.criteria import Criteria, evaluate, parse_criteria, passed
+from harness.analysis.criteria import evaluate, passed
+from harness.scenario.criteria import Criteria, parse_criteria
 from harness.errors import ConfigError
 
 WHERE = "scenarios/x.yaml: criteria"

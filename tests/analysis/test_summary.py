@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from analysis_synth import BASE, every, run
 
-from harness.analysis import build_summary, integrity_block, parse_criteria, write_summary
+from harness.analysis import build_summary, integrity_block, write_summary
+from harness.scenario.criteria import parse_criteria
 from harness.limits import LimitsTable
 from harness.record import Recorder, Samples, read_samples
 
