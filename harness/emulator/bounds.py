@@ -31,9 +31,9 @@ from .errors import ApiError, validation
 MAX_JSON_DEPTH = 32
 #: JSON values and object keys in one body (``[1, {"a": 2}]`` holds 5: the array, 1, the object,
 #: the key ``a`` and 2). No document states one; any body within 256 KiB, the platform's cap on
-#: an MQTT message (a state report either way), holds at most 131,072 (a value or key takes at
-#: least two bytes with its separator), and that many cost orjson, the depth check and the
-#: handlers' per-item checks tens of ms at most (docs/LIMITS.md "Input bounds").
+#: an MQTT message (a state report either way), holds at most 131,072 whatever its shape (a value
+#: or key takes at least two bytes with its separator), and that many cost orjson, the depth
+#: check and the handlers' per-item checks tens of ms at most (docs/LIMITS.md "Input bounds").
 MAX_JSON_ITEMS = 131_072
 #: Fields in one query string (``parse_qsl``); the longest documented list, ``tagFilter``,
 #: holds 100 entries of two fields each.
@@ -77,30 +77,31 @@ def _exceeds(node: dict[str, Any] | list[Any], budget: int) -> bool:
 #: bodies measured in slices this long, the event loop served between them (``measure_json_async``)
 SLICE_BYTES = 256 * 1024
 _DELETE_ALL_BUT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
-_DELETE_ALL_BUT_STRUCTURE = bytes(c for c in range(256) if c not in b"[{,:")
+_VALUES_AS_ZERO = bytes(c if c in b"[]{},: \t\r\n" else ord("0") for c in range(256))
 _BRACES_AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
 
 
 class JsonMeasure:
-    """The structure and nesting of JSON text fed to it in pieces, found with C-speed byte operations.
+    """The values, keys and nesting of JSON text fed to it in pieces, found with C-speed byte operations.
 
     Strings are cut out first (their brackets and commas are not structure): escaped
     backslashes and quotes are dropped, then each piece is split at its quotes (UTF-8 never
     has ``"`` or ``\\`` inside a multi-byte character); what lies outside strings is carried
-    from piece to piece, as is an escape cut at a piece's end. Structure is the commas, colons
-    and opening brackets outside strings, plus one: at least one per value or key (an empty
-    ``[]`` counts one). Exact for valid JSON; orjson refuses the rest right after.
+    from piece to piece, as is an escape cut at a piece's end. ``items`` counts values
+    and keys: one (the root) plus every comma, colon and container holding anything, outside
+    strings. Exact for valid JSON; orjson refuses the rest right after.
     """
 
     def __init__(self, where: str = "body", max_items: int = MAX_JSON_ITEMS) -> None:
         self.where, self.max_items = where, max_items
-        self.structure = 1
+        self.items = 1
+        self.open_at_end = False  # the last structural character fed opened a container
         self.in_string = False
         self.escaped = False  # the last piece ended inside a string on an unpaired backslash
         self.brackets: list[bytes] = []
 
     def feed(self, piece: bytes) -> None:
-        """Take the next piece; 413 as soon as the structure so far passes ``max_items``."""
+        """Take the next piece; 413 as soon as the values and keys so far pass ``max_items``."""
         if self.escaped and piece:
             piece, self.escaped = piece[1:], False  # the escaped character
         if b"\\" in piece:
@@ -110,14 +111,22 @@ class JsonMeasure:
             piece = piece.replace(b'\\"', b"")
         if b'"' in piece:
             parts = piece.split(b'"')
-            piece = b"0".join(parts[1::2] if self.in_string else parts[0::2])
+            # each string becomes one "0"; a string cut at a piece's end gets its "0" in the piece that ends it
+            piece = b"0" + b"0".join(parts[1::2]) if self.in_string else b"0".join(parts[0::2])
             self.in_string ^= len(parts) % 2 == 0
         elif self.in_string:
             return
-        self.structure += len(piece.translate(None, _DELETE_ALL_BUT_STRUCTURE))
-        if self.structure > self.max_items:
+        marks = piece.translate(_VALUES_AS_ZERO, b" \t\r\n")  # whitespace gone ("[ ]" is empty), "[0]" is not
+        if not marks:
+            return
+        opened = marks.count(b"[") + marks.count(b"{") - marks.count(b"[]") - marks.count(b"{}")  # holding anything
+        if self.open_at_end and marks[:1] in (b"]", b"}"):  # an empty container cut between two pieces
+            opened -= 1
+        self.open_at_end = marks[-1:] in (b"[", b"{")
+        self.items += opened + marks.count(b",") + marks.count(b":")
+        if self.items > self.max_items:
             raise too_complex(self.where, self.max_items)
-        self.brackets.append(piece.translate(_BRACES_AS_BRACKETS, _DELETE_ALL_BUT_BRACKETS))
+        self.brackets.append(marks.translate(_BRACES_AS_BRACKETS, _DELETE_ALL_BUT_BRACKETS))
 
     def nests_deeper(self, limit: int = MAX_JSON_DEPTH) -> bool:
         """Whether the containers fed nest deeper than ``limit``.
@@ -138,13 +147,13 @@ class JsonMeasure:
 
 
 def measure_json(raw: bytes, where: str = "body", max_items: int = MAX_JSON_ITEMS, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Before parsing: 413 when ``raw`` holds more than ``max_items`` of structure; whether it nests too deep.
+    """Before parsing: 413 when ``raw`` holds more than ``max_items`` values and keys; whether it nests too deep.
 
     In one go (for text up to a few hundred KiB; ``measure_json_async`` for more). The common
-    small body costs two byte counts: at most one structural character per byte, and too few
-    brackets to nest deeper.
+    small body costs two byte counts: a value or key takes two bytes with its separator (so
+    ``n`` bytes hold at most ``(n + 1) // 2``), and too few brackets to nest deeper.
     """
-    if len(raw) <= max_items and raw.count(b"[") + raw.count(b"{") <= limit:
+    if len(raw) < 2 * max_items and raw.count(b"[") + raw.count(b"{") <= limit:
         return False
     measure = JsonMeasure(where, max_items)
     measure.feed(raw)
@@ -157,7 +166,7 @@ async def measure_json_async(raw: bytes, where: str = "body", max_items: int = M
 
     A 10 MiB body dense with quotes costs ~0.1-0.4 s of byte scanning (splitting at a million
     quotes); in slices of 256 KiB no single stall passes ~10-40 ms, and a body over the bound is
-    refused within its first slices (one slice of ``[],[],...`` holds 175,000 of structure).
+    refused within its first slices (one slice of ``[[],[],...]`` holds 87,000 values).
     """
     measure = JsonMeasure(where, max_items)
     for start in range(0, len(raw), SLICE_BYTES):

@@ -72,8 +72,8 @@ def _random_json(rng: random.Random, depth: int) -> Any:
 
 
 def test_the_measure_is_exact_whole_and_in_pieces() -> None:
-    """Depth exactly as a walk finds it, structure never below the values and keys, whatever the
-    pieces (an escape or a string cut at a piece's end included)."""
+    """Depth and the count of values and keys exactly as a walk finds them, whatever the pieces (an
+    escape, a string or an empty container cut at a piece's end included)."""
     rng = random.Random(12)
     for _ in range(3000):
         value = _random_json(rng, rng.randint(0, 40))
@@ -86,7 +86,8 @@ def test_the_measure_is_exact_whole_and_in_pieces() -> None:
         for start, end in zip([0, *cuts], [*cuts, len(raw)]):
             pieces.feed(raw[start:end])
         assert whole.nests_deeper(limit) == pieces.nests_deeper(limit) == (_depth(value) > limit), raw[:200]
-        assert pieces.structure == whole.structure >= _items(value), raw[:200]
+        assert pieces.items == whole.items == _items(value), raw[:200]
+        assert _items(value) <= (len(orjson.dumps(value)) + 1) // 2  # so any body under 2 * MAX_JSON_ITEMS bytes passes
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -107,7 +108,7 @@ def test_legitimate_large_bodies_pass(api: Api, world: dict[str, Any]) -> None:
     """Punctuation inside strings is not structure; many values under the bound are served."""
     a, d = world["app"], world["d1"]
     command = f"/applications/{a}/devices/{d}/command"
-    commas = '[{"a": 1}, ' * (MAX_JSON_ITEMS // 2)  # 655,000 brackets, commas and colons, all in one string
+    commas = '[{"a": 1}, ' * (MAX_JSON_ITEMS // 2)  # 262,000 brackets, commas and colons, all in one string
     r = api.post(command, json={"name": "csv", "payload": {"text": commas, "quoted": '\\"[' * 1000}})
     assert r.status_code == 200, r.text[:200]
     assert api.get(command).json()[0]["payload"]["text"] == commas
@@ -163,6 +164,11 @@ def test_a_large_body_is_measured_with_the_loop_served_between_slices() -> None:
 def test_small_bodies_cost_two_byte_counts() -> None:
     """The common body is not split, translated or walked: within the bound by its size, too few brackets to nest."""
     assert measure_json(b'{"data":{"temp":21.5,"hum":40,"msg":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}}') is False
+    densest = _array(b"1", 2 * MAX_JSON_ITEMS - 2)  # 256 KiB of the densest shape: 131,072 values, within
+    assert len(densest) < 2 * MAX_JSON_ITEMS and measure_json(densest) is False
+    measure = JsonMeasure()
+    measure.feed(densest)
+    assert measure.items == MAX_JSON_ITEMS
     with pytest.raises(ApiError) as refused:
-        measure_json(_array(b"[]", 2 * MAX_JSON_ITEMS))
+        measure_json(_array(b"1", 2 * MAX_JSON_ITEMS + 8))
     assert refused.value.status == 413
