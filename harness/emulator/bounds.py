@@ -30,11 +30,13 @@ from .errors import ApiError, validation
 #: and for the envelopes answers wrap around stored values (at most 4 more levels).
 MAX_JSON_DEPTH = 32
 #: JSON values and object keys in one body (``[1, {"a": 2}]`` holds 5: the array, 1, the object,
-#: the key ``a`` and 2). No document states one; any body within 256 KiB, the platform's cap on
-#: an MQTT message (a state report either way), holds at most 131,072 whatever its shape (a value
-#: or key takes at least two bytes with its separator), and that many cost orjson, the depth
-#: check and the handlers' per-item checks tens of ms at most (docs/LIMITS.md "Input bounds").
-MAX_JSON_ITEMS = 131_072
+#: the key ``a`` and 2). No document states one. Any body under 128 KiB holds at most 65,536
+#: whatever its shape (a value or key takes two bytes with its separator); a state report at the
+#: platform's 256 KB cap on an MQTT message, written as JSON usually is (four bytes or more per
+#: value or key), and a 1,000-row data table insert of 32 columns hold fewer. Each costs orjson and
+#: the handlers' checks 1-3 us on the 2-core build machine: 131,072 let one body hold the event
+#: loop 100-170 ms there, 65,536 about half (bench/hostile_bodies.py, docs/LIMITS.md "Input bounds").
+MAX_JSON_ITEMS = 65_536
 #: Fields in one query string (``parse_qsl``); the longest documented list, ``tagFilter``,
 #: holds 100 entries of two fields each.
 MAX_QUERY_FIELDS = 1000

@@ -28,14 +28,16 @@ _STATE_KEYS = frozenset(("data", "time", "meta", "flowVersion"))
 _SCALARS = (int, float, str, bool)
 _SCALAR_TYPES = frozenset(_SCALARS)  # orjson builds exactly these types, never subclasses
 _FEW = 16
-_NAME_CHARS = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-"
+_NAMES = re.compile(r"[0-9a-zA-Z_-]{1,255}(?:\0[0-9a-zA-Z_-]{1,255})*")
 
 
 def _names_ok(names: set[str]) -> bool:
-    """Every name matches ``_NAME``, checked with C-speed string operations instead of a regex call each."""
-    joined = "".join(names)
-    return (joined.isascii() and not joined.encode().translate(None, _NAME_CHARS) and "" not in names
-            and (len(joined) <= 255 or max(map(len, names)) <= 255))
+    """Every name matches ``_NAME``: one regex pass over them all instead of a call each.
+
+    NUL cannot be in a valid name, so joined with NUL each name must be one run of the class.
+    """
+    joined = "\0".join(names)
+    return joined.count("\0") == len(names) - 1 and _NAMES.fullmatch(joined) is not None
 
 
 def _fast_ok(state: Any, known: dict[str, str]) -> bool:
@@ -159,8 +161,8 @@ def rows_for(device: dict[str, Any], states: list[dict[str, Any]], now_ms: int) 
                 t = parsed
         data = {}
         given = state["data"]
-        if len(given) > _FEW and len(given) > len(types):  # most are undeclared: drop them in one comprehension
-            given = {name: value for name, value in given.items() if name in types}
+        if len(given) > _FEW + len(types):  # mostly undeclared: look up the few declared names instead
+            given = {name: given[name] for name in types if name in given}
         for name, value in given.items():
             dtype = types.get(name)
             if dtype is None:

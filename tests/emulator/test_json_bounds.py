@@ -108,7 +108,7 @@ def test_legitimate_large_bodies_pass(api: Api, world: dict[str, Any]) -> None:
     """Punctuation inside strings is not structure; many values under the bound are served."""
     a, d = world["app"], world["d1"]
     command = f"/applications/{a}/devices/{d}/command"
-    commas = '[{"a": 1}, ' * (MAX_JSON_ITEMS // 2)  # 262,000 brackets, commas and colons, all in one string
+    commas = '[{"a": 1}, ' * (MAX_JSON_ITEMS // 2)  # 131,000 brackets, commas and colons, all in one string
     r = api.post(command, json={"name": "csv", "payload": {"text": commas, "quoted": '\\"[' * 1000}})
     assert r.status_code == 200, r.text[:200]
     assert api.get(command).json()[0]["payload"]["text"] == commas
@@ -133,9 +133,9 @@ def test_depth_of_a_large_body_is_read_from_its_text(api: Api, world: dict[str, 
     deep = b'{"name":"c","payload":' + b"[" * MAX_JSON_DEPTH + orjson.dumps(pad) + b"]" * MAX_JSON_DEPTH + b"}"
     r = api.post(command, content=deep, headers=JSON)
     assert r.status_code == 400 and r.json()["message"] == f"payload: JSON nests deeper than {MAX_JSON_DEPTH} levels", r.text
-    r = api.post(STATE.format(a=a, d=d), content=b"[" + b'{"data":{"temp":1}},' * 20_000 + b"[" * 40 + b"]" * 40 + b"]",
+    r = api.post(STATE.format(a=a, d=d), content=b"[" + b'{"data":{"temp":1}},' * 10_000 + b"[" * 40 + b"]" * 40 + b"]",
                  headers=JSON)
-    assert r.status_code == 400 and r.json()["message"].startswith("body[20000]: JSON nests deeper"), r.text[:200]
+    assert r.status_code == 400 and r.json()["message"].startswith("body[10000]: JSON nests deeper"), r.text[:200]
 
 
 def test_a_large_body_is_measured_with_the_loop_served_between_slices() -> None:
@@ -164,7 +164,7 @@ def test_a_large_body_is_measured_with_the_loop_served_between_slices() -> None:
 def test_small_bodies_cost_two_byte_counts() -> None:
     """The common body is not split, translated or walked: within the bound by its size, too few brackets to nest."""
     assert measure_json(b'{"data":{"temp":21.5,"hum":40,"msg":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}}') is False
-    densest = _array(b"1", 2 * MAX_JSON_ITEMS - 2)  # 256 KiB of the densest shape: 131,072 values, within
+    densest = _array(b"1", 2 * MAX_JSON_ITEMS - 2)  # 128 KiB of the densest shape: 65,536 values, within
     assert len(densest) < 2 * MAX_JSON_ITEMS and measure_json(densest) is False
     measure = JsonMeasure()
     measure.feed(densest)
