@@ -20,9 +20,10 @@ p50/p99/max latency and failures, the emulator's RSS before, at its peak and at 
 emulator closed, with which answer and how soon. ``--server stock`` serves the same app on
 stock uvicorn (uvloop + httptools, no guards): the "before" figures.
 
-Loop lag (``--loop-lag``): the longest stall of the server's own event loop while an attacker
-process opens 2,000 idle or 1,000 slowloris sockets and the guarded server (timeouts 1.5 s)
-closes them.
+Loop lag (``--loop-lag [--only burst] [--backlog N]``): the longest stall of the server's own
+event loop while an attacker process opens 2,000 idle or 1,000 slowloris sockets and the guarded
+server (timeouts 1.5 s) closes them, or starts 5,000 connections at once (``burst``: uvloop
+accepts every pending connection of the backlog in one loop turn).
 
 Cost (``--ratio``): the send-state ingest rate with wrk (64 connections, pinned to CPU 1)
 of the emulator on stock uvicorn and on the guarded protocol, against the bare ASGI app of
@@ -302,6 +303,37 @@ def attack_header(host: str, port: int, seconds: float) -> dict[str, Any]:
     return {"requests": len(times), "answers": answers, "answered_in_s_max": round(max(times), 3) if times else None}
 
 
+def attack_burst(host: str, port: int, seconds: float) -> dict[str, Any]:
+    """5,000 connections started at once (non-blocking connects, no waiting between them), held silent."""
+    socks: list[socket.socket] = []
+    t0 = time.monotonic()
+    for _ in range(5000):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex((host, port))
+        socks.append(s)
+    started = time.monotonic() - t0
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_WRITE)
+    connected, failed = 0, 0
+    end = t0 + seconds
+    while connected + failed < len(socks) and time.monotonic() < end:
+        for key, _ in sel.select(timeout=0.05):
+            sock: socket.socket = key.fileobj  # type: ignore[assignment]
+            sel.unregister(sock)
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                failed += 1
+            else:
+                connected += 1
+    all_in = time.monotonic() - t0
+    time.sleep(max(0.0, end - time.monotonic()))
+    for s in socks:
+        s.close()
+    return {"sockets": len(socks), "connects_started_in_s": round(started, 3), "connected": connected, "failed": failed,
+            "all_connected_after_s": round(all_in, 2)}
+
+
 def attack_none(host: str, port: int, seconds: float) -> dict[str, Any]:
     """The baseline: the probe alone, for the machine's own noise."""
     time.sleep(seconds)
@@ -309,7 +341,7 @@ def attack_none(host: str, port: int, seconds: float) -> dict[str, Any]:
 
 
 ATTACKS = {"none": (attack_none, 8.0), "idle": (attack_idle, 12.0), "slowloris": (attack_slowloris, 15.0),
-           "half-body": (attack_half_body, 40.0), "header": (attack_header, 10.0)}
+           "half-body": (attack_half_body, 40.0), "header": (attack_header, 10.0), "burst": (attack_burst, 10.0)}
 
 
 def run_attack(name: str, kind: str, extra: list[str], tmp: Path, nice: int = 0) -> dict[str, Any]:
@@ -473,7 +505,7 @@ def protocol_cost(blocks: int, per_block: int) -> dict[str, Any]:
             "guard_cost_us": round(guarded - stock, 2), "blocks": blocks, "per_block": per_block}
 
 
-def loop_lag(kind: str, attack: str) -> dict[str, Any]:
+def loop_lag(kind: str, attack: str, backlog: int = 0) -> dict[str, Any]:
     """The longest event-loop stall while an attacker process opens (and the guarded server
     closes) its sockets: a 2 ms sleeper in the server's own uvloop loop; a trivial app, timeouts
     1.5 s so that the closing happens within the attack."""
@@ -495,8 +527,11 @@ def loop_lag(kind: str, attack: str) -> dict[str, Any]:
         config.lifespan = "off"
     else:
         config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", log_level="error")
+    if backlog:
+        config.backlog = backlog
     server = uvicorn.Server(config)
     lags: list[float] = []
+    attacked: dict[str, Any] = {}
 
     async def run() -> None:
         async def monitor() -> None:
@@ -509,8 +544,9 @@ def loop_lag(kind: str, attack: str) -> dict[str, Any]:
             await asyncio.sleep(0.5)
             proc = await asyncio.create_subprocess_exec(
                 *pinned(1), sys.executable, __file__, "--attacker", attack, "--probe-url",
-                f"http://127.0.0.1:{sock.getsockname()[1]}", "--seconds", "4", stdout=subprocess.DEVNULL)
-            await proc.wait()
+                f"http://127.0.0.1:{sock.getsockname()[1]}", "--seconds", "4", stdout=subprocess.PIPE)
+            out, _ = await proc.communicate()
+            attacked.update(json.loads(out.decode().strip().splitlines()[-1]))
             server.should_exit = True
 
         asyncio.get_running_loop().create_task(monitor())
@@ -521,7 +557,8 @@ def loop_lag(kind: str, attack: str) -> dict[str, Any]:
         os.sched_setaffinity(0, {0})
     uvloop.run(run())
     lags.sort()
-    return {"server": kind, "attack": attack, "max_lag_ms": round(lags[-1], 1), "p99.9_lag_ms": round(lags[int(len(lags) * 0.999)], 1)}
+    return {"server": kind, "attack": attack, "backlog": config.backlog, **attacked,
+            "max_lag_ms": round(lags[-1], 1), "p99.9_lag_ms": round(lags[int(len(lags) * 0.999)], 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -536,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="measure the CPU per request of the protocol layer, stock vs guarded, in-process")
     p.add_argument("--loop-lag", action="store_true",
                    help="measure the server's longest event-loop stall under the idle and slowloris attacks instead")
+    p.add_argument("--backlog", type=int, default=0, help="--loop-lag: the listen backlog (default: uvicorn's, 2048)")
     p.add_argument("--runs", type=int, default=5, help="--ratio: alternating runs (default: %(default)s)")
     p.add_argument("--duration", type=int, default=8, help="--ratio: seconds per wrk run (default: %(default)s)")
     p.add_argument("--probe", metavar="URL", help=argparse.SUPPRESS)
@@ -556,8 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     if pinned(1):
         os.sched_setaffinity(0, {1})
     if args.loop_lag:
-        for attack in ("idle", "slowloris"):
-            print(json.dumps(loop_lag(args.server, attack)), flush=True)
+        for attack in args.only or ("idle", "slowloris", "burst"):
+            print(json.dumps(loop_lag(args.server, attack, args.backlog)), flush=True)
         return 0
     if args.protocol_cost:
         print(json.dumps(protocol_cost(blocks=21, per_block=5000)), flush=True)

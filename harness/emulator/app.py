@@ -25,7 +25,8 @@ from .auth import Auth
 from .config import EmulatorConfig
 from .errors import ApiError
 from .fastpath import make_send_state, split_send_state
-from .http import ApiResponse, Request, read_body, send_json, send_success
+from .bounds import MAX_JSON_ITEMS
+from .http import ApiResponse, Request, measure_body, read_body, send_json, send_success
 from .router import Router
 from .store import Store
 from .throttle import Throttle
@@ -168,6 +169,8 @@ class Emulator:
             if route.operation not in self._public:
                 req.principal = self.auth.principal(headers.get(b"authorization"))
                 self.auth.require_scope(req.principal, route.operation)
+            if len(body) > MAX_JSON_ITEMS:  # measured in slices before a handler parses it in one go
+                req.deep = await measure_body(body, req.content_type)
             result = route.handler(self, req)
             if route.is_async:
                 result = await result

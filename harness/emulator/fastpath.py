@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .errors import too_large
-from .http import SUCCESS_END, SUCCESS_START, parse_json, rest_of_body
+from .bounds import MAX_JSON_ITEMS
+from .http import SUCCESS_END, SUCCESS_START, measure_body, parse_json, rest_of_body
 from .states import check_body, common_rows, declared_types, rows_for
 
 if TYPE_CHECKING:
@@ -67,11 +68,11 @@ def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
             elif name == _CONTENT_TYPE:
                 content_type = value
         device = emu.auth.reach(authorization, app_id, device_id, OPERATION)
-        # nesting=False: check_body checks the depth; the common shape is two levels by construction
-        parsed = parse_json(body, content_type.decode("latin-1") if content_type is not None else None, nesting=False)
+        ctype = content_type.decode("latin-1") if content_type is not None else None
+        parsed = parse_json(body, ctype, await measure_body(body, ctype) if len(body) > MAX_JSON_ITEMS else None)
         rows = common_rows(device, parsed, int(clock() * 1000))  # None: not the common shape, check it in full
         if rows is None:
-            states = check_body(parsed, declared_types(device))
+            states = check_body(parsed, declared_types(device), depth_checked=True)
             emu.throttle.check_device(OPERATION, device["id"], device["applicationId"])
             rows = rows_for(device, states, emu.now_ms())
         else:

@@ -8,7 +8,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from .bounds import MAX_JSON_DEPTH, MAX_LIST_INDEX, MAX_QUERY_BRACKETS, MAX_QUERY_FIELDS, check_depth, check_int
+from .bounds import (MAX_JSON_DEPTH, MAX_JSON_ITEMS, MAX_LIST_INDEX, MAX_QUERY_BRACKETS, MAX_QUERY_FIELDS, check_depth,
+                     check_int, measure_json, measure_json_async)
 from .errors import ApiError, too_large, validation
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -125,29 +126,44 @@ def parse_query(raw: bytes) -> dict[str, Any]:
     return {k: _listify(v, k) for k, v in out.items()}
 
 
-def parse_json(body: bytes, content_type: str | None, nesting: bool = True) -> Any:
+def parse_json(body: bytes, content_type: str | None, deep: bool | None = None) -> Any:
     """Decode a JSON body; wrong content type, malformed JSON or nesting past MAX_JSON_DEPTH is a 400 Validation.
 
-    ``nesting=False`` leaves the depth to the caller: the send-state fast path, whose common
-    body is two levels deep by construction, checks it only on its slow path (``states.check_body``).
+    Too much structure (``bounds.MAX_JSON_ITEMS``) is a 413 before orjson builds any of it: size
+    alone does not bound the work (10 MiB of ``[[],[],...]`` held the loop 0.3-2 s). The depth is
+    known from the text before parsing (``bounds.measure_json``; ``deep`` when the caller measured
+    a large body already, with ``measure_body``); the parsed value is walked only when too deep, to
+    name the field. A body this short skips both.
     """
     if content_type is not None and "json" not in content_type.lower():
         raise validation(f"Content-Type must be application/json, got {content_type[:80]!r}")
     if not body:
         return None
+    if deep is None:
+        deep = len(body) > _DEEPEST_SHORT_BODY and measure_json(body)
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise validation("Request body is not valid JSON") from None
-    if nesting and len(body) > _DEEPEST_SHORT_BODY:
-        check_depth(value, "body", body)
+    if deep:
+        check_depth(value, "body")
     return value
+
+
+async def measure_body(body: bytes, content_type: str | None) -> bool | None:
+    """For ``parse_json``: a large JSON body measured in slices, the loop serving others in between; else None.
+
+    Called once the caller is known (after authentication), so a stranger's 10 MiB costs no scan.
+    """
+    if len(body) <= MAX_JSON_ITEMS or (content_type is not None and "json" not in content_type.lower()):
+        return None
+    return await measure_json_async(body)
 
 
 class Request:
     """What a handler sees: params from the path, parsed query, principal and body."""
 
-    __slots__ = ("method", "path", "params", "raw_query", "_query", "headers", "body", "principal", "content_type")
+    __slots__ = ("method", "path", "params", "raw_query", "_query", "headers", "body", "principal", "content_type", "deep")
 
     def __init__(self, method: str, path: str, params: dict[str, str], raw_query: bytes,
                  headers: dict[bytes, bytes], body: bytes) -> None:
@@ -161,6 +177,7 @@ class Request:
         self.principal: Any = None
         ct = headers.get(b"content-type")
         self.content_type = ct.decode("latin-1") if ct is not None else None
+        self.deep: bool | None = None  # measure_body's answer for a large body, before the handler runs
 
     @property
     def query(self) -> dict[str, Any]:
@@ -169,7 +186,7 @@ class Request:
         return self._query
 
     def json(self) -> Any:
-        return parse_json(self.body, self.content_type)
+        return parse_json(self.body, self.content_type, self.deep)
 
     def json_query(self, name: str) -> Any:
         """A JSON-encoded query parameter (``query={"$and": [...]}``); 400 when malformed."""
@@ -215,4 +232,5 @@ def bool_param(query: dict[str, Any], name: str) -> bool:
     return str(query.get(name, "")).lower() in ("true", "1", "yes")
 
 
-__all__ = ["ApiError", "ApiResponse", "Request", "bool_param", "int_param", "parse_json", "parse_query", "read_body", "send_json"]
+__all__ = ["ApiError", "ApiResponse", "Request", "bool_param", "int_param", "measure_body", "parse_json", "parse_query", "read_body",
+           "send_json"]

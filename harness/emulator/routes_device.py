@@ -77,7 +77,7 @@ def delete(emu: Emulator, req: Request) -> dict[str, Any]:
 async def send_state(emu: Emulator, req: Request) -> dict[str, Any]:
     """The hot path: check, throttle per target device, group-commit, then answer."""
     device = _device(emu, req, "device.sendState")
-    states = check_body(req.json(), declared_types(device))
+    states = check_body(req.json(), declared_types(device), depth_checked=True)
     emu.throttle.check("device.sendState", {"device": device["id"], "application": device["applicationId"]})
     rows = rows_for(device, states, emu.now_ms())
     if rows and not emu.should_drop_write():
