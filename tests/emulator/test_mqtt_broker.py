@@ -95,6 +95,22 @@ def test_invalid_state_is_acknowledged_and_not_stored(world: World) -> None:
     assert world.stats()["invalid_states"] == 2
 
 
+def test_hostile_state_shapes_are_refused_before_parsing_and_not_stored(world: World) -> None:
+    """A message within 256 KB may still hold ~80,000 tiny containers or nest 1,000 deep; the device stays connected."""
+    dev = world.devices[0]
+    d = world.connected(dev)
+    many = b'{"data": {"temp": [' + b",".join([b"[]"] * 80_000) + b"]}}"
+    deep = b'{"data": {"temp": ' + b"[" * 1_000 + b"]" * 1_000 + b"}}"
+    for body in (many, deep):
+        info = d.publish(f"losant/{dev}/state", body)
+        info.wait_for_publish(10)
+        assert info.is_published()
+    assert world.rest.states(world.app, dev) == []
+    assert world.stats()["invalid_states"] == 2
+    d.publish(f"losant/{dev}/state", {"data": {"temp": 4}}).wait_for_publish(10)
+    assert world.rest.states(world.app, dev)[0]["data"] == {"temp": 4}
+
+
 def test_gateway_publishes_for_its_peripheral_but_a_device_not_for_another(world: World) -> None:
     gateway = world.rest.device(world.app, "gw", deviceClass="gateway")
     peripheral = world.rest.device(world.app, "p", deviceClass="peripheral", gatewayId=gateway)
