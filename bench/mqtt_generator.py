@@ -16,7 +16,12 @@ device (CPU seconds per device-minute) and memory per device (RSS growth from be
 CONNECT to the steady window, divided by N), and acknowledged messages per generator
 CPU-second for H and P (the ratio H/P, as bench/generator.py's for HTTP).
 
-Usage: python bench/mqtt_generator.py [--devices 2000] [--steady 70]
+With ``--connect``: no steady window; per round every device connects at once from P (paho as
+shipped), H and P' (paho connecting unbound, as the harness's client), and the time from the first
+CONNECT to the last CONNACK and the CONNECT-to-CONNACK p50/p99 are printed (``--profile`` runs H
+under py-spy, raw stacks in the run's folder).
+
+Usage: python bench/mqtt_generator.py [--devices 2000] [--steady 70] [--rounds 3] [--connect [--profile]]
 """
 
 from __future__ import annotations
