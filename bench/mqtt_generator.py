@@ -16,7 +16,12 @@ device (CPU seconds per device-minute) and memory per device (RSS growth from be
 CONNECT to the steady window, divided by N), and acknowledged messages per generator
 CPU-second for H and P (the ratio H/P, as bench/generator.py's for HTTP).
 
-Usage: python bench/mqtt_generator.py [--devices 2000] [--steady 70]
+With ``--connect``: no steady window; per round every device connects at once from P (paho as
+shipped), H and P' (paho connecting unbound, as the harness's client), and the time from the first
+CONNECT to the last CONNACK and the CONNECT-to-CONNACK p50/p99 are printed (``--profile`` runs H
+under py-spy, raw stacks in the run's folder).
+
+Usage: python bench/mqtt_generator.py [--devices 2000] [--steady 70] [--rounds 3] [--connect [--profile]]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -75,7 +81,8 @@ def at(points: list[tuple[float, float, float]], t: float) -> tuple[float, float
     return best[1], best[2]
 
 
-def run_harness(url: str, mqtt_url: str, limits: Path, devices: int, steady: float, folder: Path) -> dict[str, float]:
+def run_harness(url: str, mqtt_url: str, limits: Path, devices: int, steady: float, folder: Path,
+                connect_only: bool = False, profile: bool = False) -> dict[str, float]:
     from harness.record import read_samples
 
     seconds = int(steady + 20 + devices / 200)  # connects, then the steady window
@@ -96,12 +103,22 @@ def run_harness(url: str, mqtt_url: str, limits: Path, devices: int, steady: flo
     cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "harness" / "locust_entry.py"), "--headless",
            "--scenario", str(scen), "--yes", "--allow-exceeding-live-limits", "--reports-dir", str(reports),
            "--limits", str(limits), "-t", f"{seconds}s", "--only-summary", "--loglevel", "ERROR"]
+    if profile:
+        cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--idle", "-r", "50", "-f", "raw",
+               "-o", str(folder / "profile.txt"), "--", *cmd]
     proc, points, output = watch(cmd, dict(os.environ, LOSANT_EMAIL=EMAIL, LOSANT_PASSWORD=PASSWORD))
     runs = sorted(p for p in reports.iterdir() if p.is_dir()) if reports.exists() else []
     if not runs:
         raise SystemExit(f"harness run failed ({proc.returncode}):\n{output[-3000:]}")
     s = read_samples(runs[-1])
     connect = s.op == s.op_names.index("mqtt.connect")
+    if connect_only:
+        ok = connect & (s.status == 200)
+        done = s.sent[ok] + s.latency[ok]
+        return {"devices": devices, "connected": int(ok.sum()), "failures": int((connect & ~ok).sum()),
+                "connect_s": float(done.max() - s.sent[connect].min()),
+                "p50_ms": float(np.quantile(s.latency[ok], 0.5) * 1e3),
+                "p99_ms": float(np.quantile(s.latency[ok], 0.99) * 1e3)}
     publish = (s.op == s.op_names.index("mqtt.publishState")) & (s.status == 200)
     first, connected = s.sent[connect].min(), (s.sent[connect] + s.latency[connect]).max()
     t0, t1 = connected + 5, s.sent[publish].max() - 2
@@ -223,16 +240,123 @@ def bare_child(creds: Path, mqtt_url: str, steady: float) -> None:
     gevent.killall(greenlets, block=False)
 
 
+def connect_child(creds: Path, mqtt_url: str, subscribe: bool, unbound: bool) -> None:
+    """P for ``--connect``: every device's CONNECT at once (at most ``MAX_CONNECTING`` waiting for a
+    CONNACK, as the harness), subscribed to its command topic like a harness device when ``subscribe``,
+    connecting unbound like the harness's client when ``unbound`` (paho as shipped binds to port 0
+    first); prints the time from the first CONNECT to the last CONNACK and the latency quantiles."""
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+    import paho.mqtt.client as paho
+    from gevent.lock import BoundedSemaphore
+    from gevent.socket import wait_read
+
+    from harness.users.mqtt import MAX_CONNECTING
+    from harness.users.mqtt_link import BrokerAddress, _Client
+
+    data = json.loads(creds.read_text())
+    address = BrokerAddress.parse(mqtt_url)
+    connecting = BoundedSemaphore(MAX_CONNECTING)
+    make = _Client if unbound else paho.Client
+    latencies: list[float] = []
+    last = [0.0]
+    failures = [0]
+
+    def device(device_id: str) -> None:
+        client = make(paho.CallbackAPIVersion.VERSION1, client_id=device_id, clean_session=True,
+                      protocol=paho.MQTTv311, reconnect_on_failure=False)
+        client.username_pw_set(data["key"], data["secret"])
+        with connecting:
+            t0 = time.perf_counter()
+            client.connect(address.host, address.port, 60)
+            sock = client.socket()
+            while not client.is_connected():
+                wait_read(sock.fileno())
+                if client.loop_read():
+                    failures[0] += 1
+                    return
+            latencies.append(time.perf_counter() - t0)
+            last[0] = time.time()
+        if subscribe:
+            client.subscribe(f"losant/{device_id}/command", 1)
+        while True:
+            wait_read(sock.fileno())
+            if client.loop_read(max_packets=64):
+                return
+
+    first = time.time()
+    greenlets = [gevent.spawn(device, device_id) for device_id in data["ids"]]
+    n = len(data["ids"])
+    while len(latencies) + failures[0] < n and time.time() < first + 300:
+        gevent.sleep(0.05)
+    gevent.sleep(1.0)  # the last SUBSCRIBEs answered before the connections close
+    print(json.dumps({"devices": n, "connected": len(latencies), "failures": failures[0],
+                      "connect_s": last[0] - first, "p50_ms": float(np.quantile(latencies, 0.5) * 1e3),
+                      "p99_ms": float(np.quantile(latencies, 0.99) * 1e3)}), flush=True)
+    gevent.killall(greenlets, block=False)
+
+
+def run_bare_connect(mqtt_url: str, creds: Path, subscribe: bool, unbound: bool, emulator: int) -> dict[str, float]:
+    """P's figures, and the emulator's CPU seconds over P's whole life (connects, SUBSCRIBEs, closes):
+    near ``connect_s`` means the broker's core was busy throughout (the broker limits, not P)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--connect-child", str(creds), "--mqtt-url", mqtt_url]
+    if subscribe:
+        cmd.append("--subscribe")
+    if unbound:
+        cmd.append("--unbound")
+    emulator_cpu = _proc_figures(emulator)[0]
+    proc, _, output = watch(cmd, dict(os.environ))
+    emulator_cpu = _proc_figures(emulator)[0] - emulator_cpu
+    lines = [ln for ln in output.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"bare connect run failed ({proc.returncode}):\n{output[-3000:]}")
+    return {**json.loads(lines[-1]), "emulator_cpu_s": round(emulator_cpu, 2)}
+
+
+def connect_rounds(emu: Any, creds: Path, limits: Path, args: argparse.Namespace, folder: Path) -> None:
+    """Per round, each connecting N devices at once: P (paho as shipped), H, then P' (paho connecting
+    unbound, as the harness's client); both P subscribe to the command topic as H's devices do. Each
+    starts with the previous one's ports in TIME_WAIT, as a run after a run does; medians."""
+    rows: dict[str, list[dict[str, float]]] = {"harness": [], "bare paho": [], "bare paho unbound": []}
+    for n in range(args.rounds):
+        bare = run_bare_connect(emu.mqtt_url, creds, subscribe=True, unbound=False, emulator=emu.pid)
+        print(f"round {n + 1} bare paho:", json.dumps(bare), flush=True)
+        harness = run_harness(emu.url, emu.mqtt_url, limits, args.devices, 0.0, folder / f"c{n}", connect_only=True,
+                              profile=args.profile)
+        print(f"round {n + 1} harness:  ", json.dumps(harness), flush=True)
+        unbound = run_bare_connect(emu.mqtt_url, creds, subscribe=True, unbound=True, emulator=emu.pid)
+        print(f"round {n + 1} bare paho unbound:", json.dumps(unbound), flush=True)
+        rows["bare paho"].append(bare)
+        rows["harness"].append(harness)
+        rows["bare paho unbound"].append(unbound)
+    for name, rows_ in rows.items():
+        print(f"medians of {args.rounds}, {name}: all {args.devices} connected in "
+              f"{np.median([r['connect_s'] for r in rows_]):.1f} s, connect latency p50 "
+              f"{np.median([r['p50_ms'] for r in rows_]):.0f} ms, p99 {np.median([r['p99_ms'] for r in rows_]):.0f} ms, "
+              f"failed attempts {[r['failures'] for r in rows_]}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=2000)
     ap.add_argument("--steady", type=float, default=70.0, help="seconds of steady window (>= 60: every device publishes)")
     ap.add_argument("--rounds", type=int, default=1, help="bare/harness pairs, alternating; medians are reported")
+    ap.add_argument("--connect", action="store_true",
+                    help="connect N devices at once, H and P (P subscribed like H) per round; no steady window")
+    ap.add_argument("--profile", action="store_true", help="--connect: the harness under py-spy (raw stacks)")
     ap.add_argument("--bare-child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--connect-child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--subscribe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--unbound", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mqtt-url", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.bare_child:
         bare_child(args.bare_child, args.mqtt_url, args.steady)
+        return
+    if args.connect_child:
+        connect_child(args.connect_child, args.mqtt_url, args.subscribe, args.unbound)
         return
     from harness.emulator.process import EmulatorProcess
 
@@ -245,6 +369,9 @@ def main() -> None:
         if (os.cpu_count() or 1) > 1 and emu.pid:
             os.sched_setaffinity(emu.pid, {1})
         creds = provision_bare(emu.url, args.devices, folder)
+        if args.connect:
+            connect_rounds(emu, creds, limits, args, folder)
+            return
         ratios, bares, harnesses = [], [], []
         for n in range(args.rounds):
             bare = run_bare(emu.mqtt_url, creds, args.steady)

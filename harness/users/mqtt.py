@@ -74,8 +74,9 @@ CONNECTION_ERRORS = (BROKER_CLOSED, KEEPALIVE_TIMEOUT, TAKEN_OVER)
 DECIDABLE = 0.005
 #: CONNECTs the process keeps waiting for their CONNACK at most (all users together): with the
 #: new-connection limit raised (benchmarks, a storm on purpose), 10,000 at once overflowed the
-#: emulator's listen backlog and most attempts timed out, and 1,000 at once (200 per user) still
-#: took 41 s where 200 took 5 s (bench/mqtt_generator.py). The documented limit never gets near it.
+#: emulator's listen backlog and most attempts timed out. (The 41 s that 1,000 at once took, where
+#: 200 took 5 s, was measured while paho still bound every socket to port 0 before connecting, the
+#: main cost then: ``mqtt_link._Client``.) The documented limit never gets near it.
 MAX_CONNECTING = 200
 PROBE_GAP = 0.005  # seconds after a PUBACK before a round's next message: the broker's order is then certain
 PROBE_ACK_WAIT = 5.0  # seconds a round waits for one PUBACK before it gives up the round

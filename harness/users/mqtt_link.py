@@ -16,6 +16,7 @@ which turns events into samples (``harness.users.mqtt``).
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -43,6 +44,26 @@ DROPPED = 5  # dropped on purpose (a reconnect storm the harness asked for)
 
 class _WaitTimeout(Exception):
     pass
+
+
+class _Client(paho.Client):
+    """paho's client, connecting without binding its socket first.
+
+    paho 2.2 always passes ``source_address=(bind_address, bind_port)`` to
+    ``socket.create_connection``, ``("", 0)`` when none was asked for: an explicit ``bind()`` to
+    port 0 before every ``connect()``. Such a bind cannot share a local port with another
+    destination's connection nor take one still in TIME_WAIT, and Linux serves it from half
+    the ephemeral range, scanning it under a lock: with the ports of an earlier run of 10,000
+    devices still in TIME_WAIT it took 2-5 ms a connect (10,000 devices at once: 36 s in the
+    harness against 6 s for bare paho run first; docs/BENCHMARKS.md). Left unbound, the
+    kernel picks the port at ``connect()`` from the whole range per destination. A bind the
+    caller did ask for, or a proxy, keeps paho's path.
+    """
+
+    def _create_socket_connection(self) -> Any:
+        if self._bind_address or self._bind_port or self._get_proxy():
+            return super()._create_socket_connection()
+        return socket.create_connection((self._host, self._port), timeout=self._connect_timeout)
 
 
 @dataclass(frozen=True)
@@ -109,8 +130,8 @@ class Link:
 
     # -- connect ---------------------------------------------------------------------------------
     def _new_client(self) -> paho.Client:
-        client = paho.Client(paho.CallbackAPIVersion.VERSION1, client_id=self.device_id, clean_session=True,
-                             protocol=paho.MQTTv311, reconnect_on_failure=False)
+        client = _Client(paho.CallbackAPIVersion.VERSION1, client_id=self.device_id, clean_session=True,
+                         protocol=paho.MQTTv311, reconnect_on_failure=False)
         client.username_pw_set(self.username, self.password)
         if self.address.tls:
             client.tls_set_context(self.tls_context or ssl.create_default_context())
