@@ -230,7 +230,10 @@ def throttles(run: RunData, fig: Figures) -> str:
     reports = _limit_reports(run, fig)
     conf = run.conformance
     if not reports:
-        body = "<h3>Rate limits</h3>" + '<p class="muted">The run called no operation with a documented rate limit.</p>'
+        mqtt_note = (' The MQTT broker\'s limits are judged in <a href="#mqtt">the MQTT section</a>.'
+                     if any(o.startswith("mqtt.") for o in run.samples.op_names) else "")
+        body = ("<h3>Rate limits</h3>" + '<p class="muted">The run called no REST operation with a documented rate limit.'
+                + mqtt_note + "</p>")
     else:
         s, imgs = run.samples, []
         for i, r in enumerate(reports):

@@ -35,11 +35,15 @@ def connections_chart(series: Mapping[str, Any], storms: Sequence[Mapping[str, A
     ax, ax2 = axes[0, 0], axes[1, 0]
     t0 = float(series.get("t0") or 0.0)
     bucket = float(series.get("bucket_s") or 1.0)
-    connected = np.asarray(series.get("connected") or [], float)
-    times = bucket * np.arange(1, len(connected) + 1)  # each value is the count at its bucket's end
+    # the most open within each bucket, drawn across it; older runs: the count at each bucket's end
+    peak = series.get("connected_peak")
+    connected = np.asarray(peak or series.get("connected") or [], float)
+    times = bucket * np.arange(0 if peak else 1, len(connected) + (0 if peak else 1))
+    if peak and len(connected):  # the last bucket drawn across its width too
+        times, connected = np.append(times, times[-1] + bucket), np.append(connected, connected[-1])
     conn_color = colors.get("mqtt.connect") or PALETTE[0]
     if len(connected):
-        ax.step(times, connected, where="post", color=conn_color, label="connected devices")
+        ax.step(times, connected, where="post", color=conn_color, label="connected devices (most at once)")
         ax.fill_between(times, connected, step="post", color=conn_color, alpha=0.10)
     for i, st in enumerate(storms):
         at = float(st.get("at") or t0) - t0
@@ -56,7 +60,7 @@ def connections_chart(series: Mapping[str, Any], storms: Sequence[Mapping[str, A
                         textcoords="offset points", fontsize=7, color=MUTED)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("devices")
-    ax.set_title(f"Connected MQTT devices (at the end of each {bucket:g} s)")
+    ax.set_title(f"Connected MQTT devices (most at once in each {bucket:g} s)")
     ax.legend(**OUTSIDE)
     window = float(series.get("new_connection_window_s") or 15.0)
     new = np.asarray(series.get("new_connections") or [], float)

@@ -299,3 +299,21 @@ def test_a_loss_the_drop_caused_is_not_judged_and_one_shortly_after_it_is() -> N
     assert out["findings_total"] == 0 and out["disconnects"]["explained_by_limit"] == 1
     assert out["disconnects"]["broker_closed_judged"] == 1 and out["bans"]["refusals_only_a_ban_explains"] == 1
     assert out["disconnects"]["by_reason"]["dropped on purpose (storm)"] == 1
+
+
+def test_connections_shorter_than_a_bucket_show_in_the_per_bucket_peak() -> None:
+    """A device connected 0.3 s inside a second is missed by the count at the second's end, not by the peak."""
+    log = MqttLog()
+    log.connect("d1", 0.0)  # held to the end
+    log.connect("d2", 2.2)
+    log.disconnect("d2", 2.5, 1)
+    log.connect("d3", 2.3)
+    log.disconnect("d3", 2.6, 1)
+    log.publish("d1", 6.0, LAT)
+    series = _judge(log)["series"]
+    assert series["bucket_s"] == 1.0
+    peak, at_end = series["connected_peak"], series["connected"]
+    assert len(peak) == len(at_end)
+    assert peak[2] == 3 and at_end[2] == 1  # d2 and d3 overlapped with d1 in [2, 3)
+    assert peak[0] == 1 and peak[1] == 1 and peak[3] == 1
+    assert all(p >= e for p, e in zip(peak, at_end))
