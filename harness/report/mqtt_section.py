@@ -102,9 +102,12 @@ def _rules(rules: Sequence[Mapping[str, Any]]) -> str:
                     f'{cell(num(r.get("max_surely_in_window")), "n")}{cell(num(r.get("max_possibly_in_window")), "n")}'
                     f'{cell(value(bool(r.get("tested"))))}{cell(num(missed), "n bad" if missed else "n")}'
                     f'{cell(num(und), "n warn" if und else "n")}{cell(refused)}</tr>')
-    return tables.table(("row", "documented", "messages / connects", "acknowledged", "unanswered",
-                         "most surely in a window", "most possibly", "tested", "over but accepted (findings)",
-                         "undecided", "refused (CONNACK 3)"), rows, cls="mqtt-rules", numeric_from=2)
+    return (tables.table(("row", "documented", "sent", "acked", "unanswered", "surely in a window", "possibly",
+                          "tested", "acked over", "undecided", "refused"), rows, cls="mqtt-rules", numeric_from=2)
+            + '<p class="legend-note">Sent: messages (connects for the new-connection row). Surely / possibly in a '
+              "window: the most messages that every / some arrival order the timing allows puts in one window of the "
+              "limit. Acked over: acknowledged although its window surely held the count already (findings). "
+              "Refused: connects answered CONNACK 3 (justified by the limit, false, undecided).</p>")
 
 
 def _storms(storms: Sequence[Mapping[str, Any]], t0: float) -> str:
