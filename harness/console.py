@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.record import LOCUST_MQTT_TYPE
+
 
 #: Printed once above the progress lines: the words mean what they mean in the verdict and the report.
 PROGRESS_LEGEND = ("progress: errors = failed requests other than 429; throttled = answered 429 "
@@ -15,17 +17,18 @@ PROGRESS_LEGEND = ("progress: errors = failed requests other than 429; throttled
 
 def progress_line(elapsed: float, duration: float | None, users: int, requests: int, failures: int,
                   throttled: int, rps: float, p99_ms: float | None,
-                  mqtt: tuple[int, int, float, int] | None = None) -> str:
+                  mqtt: tuple[int, int, float, int] | None = None, mixed: bool = False) -> str:
     """One progress line. ``failures`` is Locust's count, which includes 429s; ``throttled``
     the harness's count of 429s: the line shows errors (failures other than 429) and
     throttled (429) separately, as the verdict does. ``requests`` are HTTP requests (Locust's
     statistics); MQTT devices add ``mqtt`` = (connected now, states acknowledged, acknowledged
-    per second since the last line, disconnects), which Locust never sees."""
+    per second since the last line, disconnects), counted by the run's MQTT hub; ``mixed``: the
+    p99 is over HTTP and MQTT samples alike (see ``http_totals``)."""
     total = f"/{duration:.0f}s" if duration else "s"
     p99 = f"{p99_ms:.0f} ms" if p99_ms is not None else "-"
     errors = max(0, failures - throttled)
     line = (f"[{elapsed:5.0f}{total}] users {users:>5}  requests {requests:>8,}  {rps:7.1f} req/s  "
-            f"errors {errors:>5,}  throttled {throttled:>5,}  p99 (last 10 s) {p99}")
+            f"errors {errors:>5,}  throttled {throttled:>5,}  p99 (last 10 s{', HTTP+MQTT' if mixed else ''}) {p99}")
     if mqtt is not None:
         connected, published, per_s, lost = mqtt
         line += (f"  mqtt: connected {connected:>6,}  states acknowledged {published:>9,}  {per_s:7.1f}/s  "
@@ -51,14 +54,29 @@ def progress_loop(environment: Any, ctx: Any, duration: float | None, every: flo
             mqtt = (int(hub.connected), int(hub.published), (hub.published - published) / max(now - at, 1e-9),
                     int(hub.disconnects))
             published, at = int(hub.published), now
-        total = environment.runner.stats.total
-        try:
-            p99 = total.get_current_response_time_percentile(0.99)
-        except (ValueError, KeyError, IndexError):
-            p99 = None
-        print(progress_line(time.time() - start, duration, environment.runner.user_count, total.num_requests,
-                            total.num_failures, ctx.throttled_count, total.current_rps, p99, mqtt), file=out,
-              flush=True)
+        requests, failures, rps, p99, mixed = http_totals(environment.runner.stats)
+        print(progress_line(time.time() - start, duration, environment.runner.user_count, requests,
+                            failures, ctx.throttled_count, rps, p99, mqtt, mixed), file=out, flush=True)
+
+
+def http_totals(stats: Any) -> tuple[int, int, float, float | None, bool]:
+    """Locust's totals without its MQTT entries: (requests, failures, current req/s, p99, mixed).
+
+    MQTT samples are in Locust's statistics too (request type ``LOCUST_MQTT_TYPE``, for the web
+    UI), and the line shows them apart from the HTTP requests. Counts and rates subtract exactly;
+    the rolling p99 of the last 10 s does not (Locust keeps one window per entry, filled only when
+    that entry logs), so with MQTT entries present it stays the total's and ``mixed`` says so.
+    """
+    total = stats.total
+    mqtt = [e for (_, method), e in stats.entries.items() if method == LOCUST_MQTT_TYPE]
+    requests = total.num_requests - sum(e.num_requests for e in mqtt)
+    failures = total.num_failures - sum(e.num_failures for e in mqtt)
+    rps = max(0.0, total.current_rps - sum(e.current_rps for e in mqtt))
+    try:
+        p99 = total.get_current_response_time_percentile(0.99)
+    except (ValueError, KeyError, IndexError):
+        p99 = None
+    return requests, failures, rps, p99, bool(mqtt)
 
 
 def _fmt(value: Any) -> str:

@@ -79,6 +79,10 @@ FORMAT_VERSION = 1
 ERROR_KINDS: tuple[str, ...] = ("", "http", "throttled", "connection", "timeout", "other")
 NO_ERROR, HTTP, THROTTLED, CONNECTION, TIMEOUT, OTHER = range(6)
 
+#: Locust's ``request_type`` for MQTT samples in its own statistics (web UI, locust_stats.csv): apart
+#: from the HTTP methods, so the headless progress line can keep counting HTTP requests alone.
+LOCUST_MQTT_TYPE = "MQTT"
+
 #: Column name → dtype, in row order; the struct format below must match it byte for byte.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("op", "<u2"), ("key", "<i4"), ("planned", "<f8"), ("sent", "<f8"), ("latency", "<f8"),

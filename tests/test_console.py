@@ -137,3 +137,24 @@ def test_progress_line_counts_mqtt_devices_apart_from_http_requests() -> None:
     assert "requests        2" in line  # HTTP only, as Locust counts them
     assert "mqtt: connected    250  states acknowledged    12,000     49.5/s  disconnects     3" in line
     assert "mqtt" not in progress_line(10.0, 60.0, 3, 2, 0, 0, 0.2, None)
+
+
+def test_http_totals_leave_out_locust_mqtt_entries() -> None:
+    """MQTT samples reach Locust's statistics (the web UI) but the progress line's HTTP counts stay HTTP."""
+    from types import SimpleNamespace
+
+    from harness.console import http_totals
+    from harness.record import LOCUST_MQTT_TYPE
+
+    def entry(n: int, failed: int, rps: float) -> SimpleNamespace:  # the StatsEntry fields http_totals reads
+        return SimpleNamespace(num_requests=n, num_failures=failed, current_rps=rps,
+                               get_current_response_time_percentile=lambda q: 12.0)
+
+    entries = {("device.sendState", "POST"): entry(7, 1, 2.0), ("mqtt.publishState", LOCUST_MQTT_TYPE): entry(40, 0, 8.0),
+               ("mqtt.disconnect", LOCUST_MQTT_TYPE): entry(5, 5, 0.5)}
+    stats = SimpleNamespace(entries=entries, total=entry(52, 6, 10.5))  # Locust's total holds both kinds
+    assert http_totals(stats) == (7, 1, 2.0, 12.0, True)
+    only_http = SimpleNamespace(entries={("device.get", "GET"): entry(3, 0, 1.0)}, total=entry(3, 0, 1.0))
+    assert http_totals(only_http) == (3, 0, 1.0, 12.0, False)
+    assert "p99 (last 10 s, HTTP+MQTT) 3 ms" in progress_line(5, 60, 1, 7, 1, 0, 1.0, 3.0, (1, 40, 8.0, 0), True)
+    assert "p99 (last 10 s) 3 ms" in progress_line(5, 60, 1, 7, 1, 0, 1.0, 3.0)

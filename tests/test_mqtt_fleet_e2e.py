@@ -86,6 +86,10 @@ def test_mqtt_fleet_respects_the_broker_and_every_state_is_read_back(tmp_path: P
     assert "mqtt.commandDelivery" in summary["operations"]
     assert "mqtt.commandDelivery" in (run.run_dir / "index.html").read_text()
 
+    # Locust's own statistics (its web UI, locust_stats.csv) see the MQTT messages too, counted exactly
+    locust_rows = {line.split(",")[0]: line.split(",") for line in (run.run_dir / "locust_stats.csv").read_text().splitlines()}
+    assert int(locust_rows["mqtt.publishState"][1]) == int(publish.sum())
+
 
 def test_devices_over_the_limit_are_disconnected_and_reconnect_with_back_off(tmp_path: Path) -> None:
     """Pacing off: each device publishes 5/s against 5 per 2 s, so the broker disconnects and bans it

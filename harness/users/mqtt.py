@@ -55,7 +55,7 @@ import orjson
 from locust import task
 
 from harness.errors import ConfigError
-from harness.record import CONNECTION, NO_ERROR, OTHER, TIMEOUT
+from harness.record import CONNECTION, ERROR_KINDS, LOCUST_MQTT_TYPE, NO_ERROR, OTHER, TIMEOUT
 from harness.schedule import backoff_delay
 from harness.session import Reporter
 from harness.users.base import LosantUser
@@ -93,11 +93,30 @@ def broker_address(ctx: Any) -> BrokerAddress:
     return BrokerAddress.parse(url)
 
 
+class MqttOutcome(Exception):
+    """What Locust's statistics show for an MQTT sample that is not a success (its error kind and status)."""
+
+
 class MqttFleetUser(LosantUser):
     """Drives a chunk of MQTT devices (``harness.users.Mqtt``)."""
 
     abstract = True
     claim_kind = "mqtt"
+
+    def record_sample(self, op: int, key: int, planned: float, sent: float, latency: float, status: int,
+                      nbytes: int, error: int) -> None:
+        """The run's recorder, and Locust's statistics too.
+
+        Why the second: the web UI's statistics and charts and ``locust_stats.csv`` show only what
+        Locust's request event reports, and MQTT messages are not HTTP requests; without it an MQTT
+        fleet's traffic is invisible there (the recorder, the verdict and the report have every
+        sample either way).
+        """
+        self.rec.record(op, key, planned, sent, latency, status, nbytes, error)
+        name = self.op_names[op]
+        self.fire_request(request_type=LOCUST_MQTT_TYPE, name=name, response_time=latency * 1000.0,
+                          response_length=nbytes, context={},
+                          exception=None if error == NO_ERROR else MqttOutcome(f"{ERROR_KINDS[error]}: {status}"))
 
     def on_start(self) -> None:
         ctx = self.ctx
@@ -111,6 +130,8 @@ class MqttFleetUser(LosantUser):
         self.rec = ctx.recorder
         self.op_codes = {name: self.rec.op_code(name) for name in (
             "mqtt.connect", "mqtt.publishState", "mqtt.commandDelivery", "mqtt.stateVisible", "mqtt.disconnect")}
+        self.op_names = {code: name for name, code in self.op_codes.items()}
+        self.fire_request = self.environment.events.request.fire
         self.links: dict[str, Link] = {}
         for r in self.reporters:
             if r.auth_id not in self.links:
@@ -218,7 +239,7 @@ class MqttFleetUser(LosantUser):
             self.connecting.release()
         if ticket:
             self.ctx.ledger.done(ticket, time.time() + DECIDABLE)
-        self.rec.record(self.op_codes["mqtt.connect"], self.key_codes[link.device_id], min(planned, sent), sent,
+        self.record_sample(self.op_codes["mqtt.connect"], self.key_codes[link.device_id], min(planned, sent), sent,
                         latency, status, 0, error)
         if status == 200:
             self.hub.connected += 1
@@ -251,7 +272,7 @@ class MqttFleetUser(LosantUser):
         code, key = self.op_codes["mqtt.disconnect"], self.key_codes[link.device_id]
 
         def record(final: int) -> None:
-            self.rec.record(code, key, at, at, 0.0, final, 0, CONNECTION if final in CONNECTION_ERRORS else NO_ERROR)
+            self.record_sample(code, key, at, at, 0.0, final, 0, CONNECTION if final in CONNECTION_ERRORS else NO_ERROR)
 
         hub.label_loss(link.device_id, reason, record)  # a drop the harness asked for: from the broker's answer
         pending = self.pending[link.device_id]
@@ -261,7 +282,7 @@ class MqttFleetUser(LosantUser):
             for index, planned, sent, t0, _, nbytes, ticket in pending.values():
                 if ticket:
                     ledger.done(ticket, at + DECIDABLE)
-                self.rec.record(code, self.state_keys[index], planned, sent, perf_counter() - t0, 0, nbytes, CONNECTION)
+                self.record_sample(code, self.state_keys[index], planned, sent, perf_counter() - t0, 0, nbytes, CONNECTION)
             pending.clear()
 
     def on_puback(self, link: Link, mid: int, at: float) -> None:
@@ -272,7 +293,7 @@ class MqttFleetUser(LosantUser):
         latency = perf_counter() - t0
         if ticket:
             self.ctx.ledger.done(ticket, at + DECIDABLE)
-        self.rec.record(self.op_codes["mqtt.publishState"], self.state_keys[index], planned, sent, latency, 200,
+        self.record_sample(self.op_codes["mqtt.publishState"], self.state_keys[index], planned, sent, latency, 200,
                         nbytes, NO_ERROR)
         self.hub.published += 1
         device_id = self.reporters[index].device.id
@@ -305,7 +326,7 @@ class MqttFleetUser(LosantUser):
             sent = _epoch(message.get("time"))
             if sent is None:
                 return
-        self.rec.record(self.op_codes["mqtt.commandDelivery"], self.key_codes[receiver], sent, sent,
+        self.record_sample(self.op_codes["mqtt.commandDelivery"], self.key_codes[receiver], sent, sent,
                         max(0.0, at - sent), 200, len(payload), NO_ERROR)
 
     # -- publishing -----------------------------------------------------------------------------------
@@ -343,7 +364,7 @@ class MqttFleetUser(LosantUser):
         if mid is None:
             if ticket:
                 self.ctx.ledger.done(ticket, time.time() + DECIDABLE)
-            self.rec.record(self.op_codes["mqtt.publishState"], self.state_keys[index], planned, sent,
+            self.record_sample(self.op_codes["mqtt.publishState"], self.state_keys[index], planned, sent,
                             perf_counter() - t0, 0, len(payload), CONNECTION)
             return None
         self.pending[link.device_id][mid] = (index, planned, sent, t0, time_ms, len(payload), ticket)
@@ -450,10 +471,10 @@ class MqttFleetUser(LosantUser):
                 gevent.sleep(delay)
                 delay = min(1.0, delay * 2)
             if seen_at is not None:
-                self.rec.record(self.op_codes["mqtt.stateVisible"], self.key_codes.get(device_id) or self.rec.key_code(
+                self.record_sample(self.op_codes["mqtt.stateVisible"], self.key_codes.get(device_id) or self.rec.key_code(
                     device_id), sent, sent, seen_at - sent, 200, 0, NO_ERROR)
             elif not self.stopped:
-                self.rec.record(self.op_codes["mqtt.stateVisible"], self.rec.key_code(device_id), sent, sent,
+                self.record_sample(self.op_codes["mqtt.stateVisible"], self.rec.key_code(device_id), sent, sent,
                                 time.time() - sent, 0, 0, TIMEOUT)
         finally:
             self.checking -= 1
@@ -477,7 +498,7 @@ class MqttFleetUser(LosantUser):
             link.close(CLIENT_CLOSED)
         now = time.time()
         for device_id, sent in self.hub.overdue(receivers):
-            self.rec.record(self.op_codes["mqtt.commandDelivery"], self.key_codes[device_id], sent, sent, now - sent,
+            self.record_sample(self.op_codes["mqtt.commandDelivery"], self.key_codes[device_id], sent, sent, now - sent,
                             0, 0, TIMEOUT)
         gevent.killall([g for g in self.greenlets if not g.dead], block=False)
         self.hub.leave(list(self.links.values()), list(self.peripherals))
