@@ -327,3 +327,20 @@ def test_bad_connection_options_name_the_option(argv: list[str], flag: str) -> N
         config_from_args(build_parser().parse_args(argv))
     config = config_from_args(build_parser().parse_args(["--idle-timeout", "0.5", "--max-connections", "7"]))
     assert (config.idle_timeout_s, config.max_connections, config.body_timeout_s) == (0.5, 7, 30.0)
+
+
+def test_idle_sockets_cost_bounded_memory_and_are_all_closed(short: EmulatorProcess) -> None:
+    """Hundreds of sockets that never send (the attack that once held 2,000 open for ever) neither grow
+    the emulator's memory past a few MB nor outlive the first-request timeout; service goes on."""
+    before = rss_mb(short.proc.pid)
+    idle = [connect(short.url) for _ in range(400)]
+    try:
+        grown = rss_mb(short.proc.pid) - before
+        assert normal_request(short.url) == 401
+        for sock in idle:
+            assert read_until_closed(sock)[0] == b""
+        assert grown < 8, f"{grown:.1f} MB for 400 idle sockets"
+        assert rss_mb(short.proc.pid) - before < 8
+    finally:
+        for sock in idle:
+            sock.close()
