@@ -326,13 +326,19 @@ def _judge_rate(limit: Limit, model: str, index: np.ndarray, key: np.ndarray, se
                        np.asarray(could_n, np.int64), np.asarray(sure_n, np.int64))
 
 
-def _peak(spans: Spans) -> int:
-    """Most connections open at once (exact: a sweep over CONNACKs and losses, a loss first at a tie)."""
+def _sweep(spans: Spans) -> tuple[np.ndarray, np.ndarray]:
+    """Times of every CONNACK and loss in order (a loss first at a tie) and the connections open after each."""
     ends = spans.end[spans.closed | (spans.reason == REPLACED)]
     t = np.concatenate((ends, spans.acked))
     step = np.concatenate((np.full(len(ends), -1), np.ones(len(spans.acked), np.int64)))
     order = np.lexsort((step, t))
-    return int(np.cumsum(step[order]).max()) if len(t) else 0
+    return t[order], np.cumsum(step[order])
+
+
+def _peak(spans: Spans) -> int:
+    """Most connections open at once (exact: a sweep over CONNACKs and losses)."""
+    level = _sweep(spans)[1]
+    return int(level.max()) if len(level) else 0
 
 
 def _peak_per_bucket(t0: float, bucket: float, nb: int, spans: Spans) -> np.ndarray:
@@ -342,11 +348,7 @@ def _peak_per_bucket(t0: float, bucket: float, nb: int, spans: Spans) -> np.ndar
     second of its CONNACK) never shows in a count taken at the buckets' ends, so a chart of
     that count says 0 where the run held connections; the peak cannot hide them.
     """
-    ends = spans.end[spans.closed | (spans.reason == REPLACED)]
-    t = np.concatenate((ends, spans.acked))
-    step = np.concatenate((np.full(len(ends), -1), np.ones(len(spans.acked), np.int64)))
-    order = np.lexsort((step, t))  # a loss first at a tie, as _peak
-    t, level = t[order], np.cumsum(step[order])
+    t, level = _sweep(spans)
     idx = np.searchsorted(t, t0 + bucket * np.arange(nb), "right")  # open at each bucket's start
     peak = np.where(idx > 0, level[np.maximum(idx - 1, 0)], 0).astype(np.int64)
     if len(t):
