@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -369,3 +370,117 @@ def test_no_body_field_value_makes_a_500(api: Api, world: dict[str, Any], clock:
                 if r.status_code >= 400:
                     assert set(r.json()) >= {"type", "message"}
     assert api.app.unexpected_errors == 0
+
+
+# ---- the glob attack against a real emulator process, its memory measured (issue 12) ----------
+GLOB_DEVICES = 50
+GLOB_REQUESTS = 200
+GLOB_RSS_BOUND_MB = 4  # the attack's growth, measured +0.03-0.07 MB in 15 runs; a leak of 20 KB a request would reach it
+GLOB_TOTAL_BOUND_MB = 6  # with the first call of each kind and pattern (what they load once): measured +0.7-0.9 MB
+#: (pattern, devices of sensors-0001..0050 it matches): the 24 s one, others with a match,
+#: one past the 256-character cache of compiled globs, and 2,000 stars
+GLOB_PATTERNS: list[tuple[str, int]] = [("*" * 16 + "x", 0), ("*" * 16 + "1", 5), ("SENSORS-*5*", 6), ("*-*0*0*5*0", 1),
+                                        ("*s" * 200 + "x", 0), ("*" * 2000 + "1", 5), ("s*e*n*s*o*r*s*-*0*", 50)]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture(scope="module")
+def glob_fleet() -> Any:
+    """A real emulator process (its RSS is the emulator's alone) with 50 devices that each sent one state,
+    a user token, and a device token that may only list devices (the attacker of issue 12)."""
+    import httpx  # noqa: PLC0415
+
+    from harness.emulator.config import DEFAULT_EMAIL, DEFAULT_PASSWORD  # noqa: PLC0415
+    from harness.emulator.process import EmulatorProcess  # noqa: PLC0415
+
+    with EmulatorProcess(quiet=True, no_mqtt=True) as emu, httpx.Client(base_url=emu.url, timeout=30) as http:
+        user = {"Authorization": "Bearer " + http.post("/auth/user", json={"email": DEFAULT_EMAIL, "password": DEFAULT_PASSWORD}).json()["token"]}
+        app_id = http.post("/applications", json={"name": "glob"}, headers=user).json()["id"]
+        ids = []
+        for n in range(1, GLOB_DEVICES + 1):
+            r = http.post(f"/applications/{app_id}/devices", headers=user,
+                          json={"name": f"sensors-{n:04d}", "attributes": [{"name": "temp", "dataType": "number"}]})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+            assert http.post(f"/applications/{app_id}/devices/{ids[-1]}/state", json={"data": {"temp": n}}, headers=user).status_code == 200
+        key = http.post(f"/applications/{app_id}/keys", json={}, headers=user).json()
+        r = http.post("/auth/device", json={"deviceId": ids[0], "key": key["key"], "secret": key["secret"], "requestedScopes": ["devices.get"]})
+        assert r.status_code == 200, r.text
+        yield {"emu": emu, "app": app_id, "ids": ids, "user": user, "device": {"Authorization": "Bearer " + r.json()["token"]}}
+
+
+def test_glob_attack_keeps_memory_bounded_and_answers_everyone(glob_fleet: dict[str, Any]) -> None:
+    """200 pathological globs (``filter``, and ``$like`` in a device query, the form that took 24 s
+    with exponential backtracking) from four clients at once over 50 devices: every answer the
+    right JSON (200 with the exact count; ``$like`` in a body's ``deviceQuery`` is not in the
+    official schema: 400 naming it), never a 500; a concurrent probe is answered throughout, and
+    the emulator's RSS grows by less than the bound: what a request builds (the globs over 256
+    characters, compiled per call, included) goes with it."""
+    import json as json_  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    emu, app_id = glob_fleet["emu"], glob_fleet["app"]
+    devices = f"/applications/{app_id}/devices"
+
+    def attack(http: httpx.Client, n: int) -> tuple[str, int, int, Any]:
+        pattern, count = GLOB_PATTERNS[n % len(GLOB_PATTERNS)]
+        kind = ("filter", "query", "deviceQuery")[n // len(GLOB_PATTERNS) % 3]
+        if kind == "filter":
+            r = http.get(devices, params={"filter": pattern, "perPage": 1000}, headers=glob_fleet["device"])
+        elif kind == "query":
+            r = http.get(devices, params={"query": json_.dumps({"name": {"$like": pattern}}), "perPage": 1000},
+                         headers=glob_fleet["device"])
+        else:
+            r = http.post(f"/applications/{app_id}/data/last-value-query", json={"deviceQuery": {"name": {"$like": pattern}}},
+                          headers=glob_fleet["user"])
+        return kind, count, r.status_code, r.json()
+
+    def check(kind: str, count: int, status: int, body: Any) -> None:
+        if kind == "deviceQuery":
+            assert (status, body["type"]) == (400, "Validation") and body["message"].startswith("deviceQuery"), body
+        else:
+            assert status == 200 and body["totalCount"] == count, (kind, count, status, str(body)[:200])
+
+    pid = emu.pid
+    assert pid is not None
+    provisioned = _rss_mb(pid)
+    with httpx.Client(base_url=emu.url, timeout=30) as http:
+        for n in range(3 * len(GLOB_PATTERNS)):  # each kind and pattern once: what the first call of each loads is not the attack's
+            check(*attack(http, n))
+    before = peak = _rss_mb(pid)
+    answers: list[tuple[str, int, int, Any]] = []
+    probes: list[int] = []
+    failures: list[BaseException] = []
+
+    def attacker(first: int) -> None:
+        try:
+            with httpx.Client(base_url=emu.url, timeout=30) as http:
+                answers.extend(attack(http, n) for n in range(first, GLOB_REQUESTS, 4))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=attacker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    with httpx.Client(base_url=emu.url, timeout=30) as probe:
+        while any(t.is_alive() for t in threads):  # ends with the attack: 200 requests, each bounded by its timeout
+            probes.append(probe.get(f"{devices}/{glob_fleet['ids'][-1]}", headers=glob_fleet["user"]).status_code)
+            peak = max(peak, _rss_mb(pid))
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    assert len(answers) == GLOB_REQUESTS
+    for answer in answers:
+        check(*answer)
+    assert probes and set(probes) == {200}, probes
+    grown = peak - before
+    assert grown < GLOB_RSS_BOUND_MB, f"{grown:.2f} MB over {GLOB_REQUESTS} glob requests"
+    assert peak - provisioned < GLOB_TOTAL_BOUND_MB, f"{peak - provisioned:.2f} MB since the fleet was provisioned"
