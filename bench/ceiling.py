@@ -12,7 +12,9 @@ and p99 from the planned time, non-2xx answers, and the evidence about who is th
 bottleneck: the generator's own lateness (send - plan) and CPU share of its core, the
 emulator's CPU share of its core and the share of the window its event-loop thread spent
 runnable but waiting for a CPU (``/proc/PID/schedstat``: other processes on its core; on a
-machine shared with other work that is what a latency figure is made of, not the emulator).
+machine shared with other work that is what a latency figure is made of, not the emulator), and
+the share of the window the hypervisor took its virtual CPU away (``/proc/stat`` steal: the
+machine is a VM, and a stolen stretch looks like the emulator's own work to the probe below).
 The emulator runs under bench/emulator_probe.py, which tells the stalls apart: the times the
 loop was late by 20 ms or more, how many of them were the emulator's own work (its loop
 thread ran for most of the lag), the garbage collections' CPU time, and the file database's
@@ -87,6 +89,18 @@ def _runqueue_wait_s(pid: int) -> float:
         return float("nan")
 
 
+def _stolen_s(cpu: int) -> float:
+    """Time the hypervisor ran something else on this virtual CPU (/proc/stat "steal"): the emulator's
+    thread counts as running meanwhile, so a stall made of it looks like the emulator's own work."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith(f"cpu{cpu} "):
+                return int(line.split()[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        pass
+    return float("nan")
+
+
 def _pin(cpu: int, nice: int) -> Callable[[], None]:
     def apply() -> None:
         if (os.cpu_count() or 1) > 1:
@@ -148,7 +162,7 @@ def generate(url: str, devices: Path, n: int, args: argparse.Namespace, emu: Pro
     for line in proc.stdout:
         line = line.strip()
         if line in ("WINDOW", "END"):
-            marks[line] = (_proc_cpu_s(emulator_pid), _runqueue_wait_s(emulator_pid), time.time())
+            marks[line] = (_proc_cpu_s(emulator_pid), _runqueue_wait_s(emulator_pid), time.time(), _stolen_s(EMULATOR_CPU))
         elif line.startswith("{"):
             result = json.loads(line)
     proc.wait()
@@ -157,6 +171,7 @@ def generate(url: str, devices: Path, n: int, args: argparse.Namespace, emu: Pro
     if "WINDOW" in marks and "END" in marks:
         result["emu_cpu_share"] = (marks["END"][0] - marks["WINDOW"][0]) / args.seconds
         result["emu_runqueue_share"] = (marks["END"][1] - marks["WINDOW"][1]) / args.seconds
+        result["emu_cpu_stolen_share"] = (marks["END"][3] - marks["WINDOW"][3]) / args.seconds
         result["emu_cpu_us_per_req"] = (marks["END"][0] - marks["WINDOW"][0]) / max(result["requests"], 1) * 1e6
         result.update(emu.stalls(marks["WINDOW"][2], marks["END"][2]))
     return result
@@ -172,7 +187,8 @@ def step(url: str, devices: Path, n: int, args: argparse.Namespace, emu: ProbedE
           f"p99 {med['p99']:7.2f} ms {med['p99_runs']}  from plan {med['p99_from_plan']:7.2f}  errors {med['bad']}  | "
           f"generator late p99 {med['gen_lateness_p99']:5.2f} ms, CPU {med['gen_cpu_share']:4.0%}  | "
           f"emulator CPU {med.get('emu_cpu_share', float('nan')):4.0%} ({med.get('emu_cpu_us_per_req', float('nan')):.0f} us/req), "
-          f"waiting for CPU {med.get('emu_runqueue_share', float('nan')):4.0%}", flush=True)
+          f"waiting for CPU {med.get('emu_runqueue_share', float('nan')):4.0%}, its CPU stolen by the host "
+          f"{med.get('emu_cpu_stolen_share', float('nan')):4.0%}", flush=True)
     if "gc_count" in med and "wal_resets" in med:
         worst = max(r.get("own_stall_max_ms", 0.0) for r in runs)
         print(f"{'':>8}loop late >= 20 ms: {med['lag_over_20ms']:.0f} times (max {med['lag_max_ms']:.0f} ms); of its own "

@@ -19,7 +19,7 @@ import gc
 import logging
 import time
 import traceback
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .auth import Auth
 from .config import EmulatorConfig
@@ -32,6 +32,9 @@ from .store import Store
 from .throttle import Throttle
 from .users import seed as seed_users
 from .views import SUCCESS
+
+if TYPE_CHECKING:
+    from .lane import SendStateLane
 
 log = logging.getLogger("harness.emulator")
 _BODY_METHODS = frozenset(("POST", "PATCH", "PUT"))
@@ -65,6 +68,7 @@ class Emulator:
 
         routes.register(self)
         self._fast_send_state = make_send_state(self) if self._fast_path_applies() else None
+        self.lane: SendStateLane | None = None  # set when served on uvicorn (send_state_lane)
 
     def _fast_path_applies(self) -> bool:
         """The fast path replaces exactly the registered send-state route, and only without a test delay."""
@@ -187,12 +191,28 @@ class Emulator:
 
     async def _unexpected(self, exc: Exception, route_name: str, send: Any) -> None:
         """An emulator bug: count it, log type, route and traceback (never the body), answer 500."""
-        self.unexpected_errors += 1
-        log.error("unexpected %s on %s\n%s", type(exc).__name__, route_name, "".join(traceback.format_tb(exc.__traceback__)))
+        self.note_unexpected(exc, route_name)
         try:
             await send_json(send, 500, INTERNAL_ERROR)
         except Exception:  # noqa: BLE001 - the response may already be started or the client gone
             pass
+
+
+    def note_unexpected(self, exc: BaseException, route_name: str) -> None:
+        """Count and log an emulator bug: type, route and traceback, never the request's body or headers."""
+        self.unexpected_errors += 1
+        log.error("unexpected %s on %s\n%s", type(exc).__name__, route_name, "".join(traceback.format_tb(exc.__traceback__)))
+
+    @staticmethod
+    def internal_error_body() -> dict[str, str]:
+        return INTERNAL_ERROR
+
+    def send_state_lane(self) -> SendStateLane | None:
+        """The connection-level send-state lane (lane.py), when the fast path applies (no test delay)."""
+        from .lane import SendStateLane  # noqa: PLC0415 - serving only (it needs uvicorn's status lines)
+
+        self.lane = SendStateLane(self) if self._fast_send_state is not None else None
+        return self.lane
 
 
 def create_app(config: EmulatorConfig | None = None, clock: Clock = time.time) -> Emulator:

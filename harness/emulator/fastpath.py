@@ -47,11 +47,52 @@ def split_send_state(method: str, path: str) -> tuple[str, str] | None:
     return parts[2], parts[4]
 
 
-def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
-    """The fast handler for one emulator (auth, store and throttle are looked up per call, as the general path does)."""
-    limit = emu.config.max_body_bytes
+def make_accept(emu: Emulator) -> Callable[[bytes | None, bytes | None, bytes, str, str, bool | None], list[Any]]:
+    """The synchronous core of a send-state call, after its body is read: the rows to commit (possibly none).
+
+    Shared by the ASGI handler below and the connection's lane (lane.py), so both make
+    the same checks in the same order with the same answers; ``deep`` is what
+    ``measure_body`` found for a body over ``MAX_JSON_ITEMS`` bytes (None: measured here).
+    Raises ``ApiError`` for every client-visible refusal.
+    """
     clock = emu.clock
     may_drop = emu.config.test_drop_fraction > 0
+    auth, throttle = emu.auth, emu.throttle
+
+    def accept(authorization: bytes | None, content_type: bytes | None, body: bytes, app_id: str, device_id: str,
+               deep: bool | None) -> list[Any]:
+        device = auth.reach(authorization, app_id, device_id, OPERATION)
+        ctype = content_type.decode("latin-1") if content_type is not None else None
+        parsed = parse_json(body, ctype, deep)
+        rows = common_rows(device, parsed, int(clock() * 1000))  # None: not the common shape, check it in full
+        if rows is None:
+            states = check_body(parsed, declared_types(device), depth_checked=True)
+            throttle.check_device(OPERATION, device["id"], device["applicationId"])
+            rows = rows_for(device, states, emu.now_ms())
+        else:
+            throttle.check_device(OPERATION, device["id"], device["applicationId"])
+        if rows and may_drop and emu.should_drop_write():
+            return []
+        return rows
+
+    return accept
+
+
+def request_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | None]:
+    """(Authorization, Content-Type); the last occurrence wins, as ``dict(headers)`` did on the general path."""
+    authorization = content_type = None
+    for name, value in headers:
+        if name == _AUTHORIZATION:
+            authorization = value
+        elif name == _CONTENT_TYPE:
+            content_type = value
+    return authorization, content_type
+
+
+def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
+    """The fast ASGI handler for one emulator (auth, store and throttle are looked up per call, as the general path does)."""
+    limit = emu.config.max_body_bytes
+    accept = make_accept(emu)
 
     async def send_state(scope: dict[str, Any], receive: Any, send: Any, app_id: str, device_id: str) -> None:
         # body first: the general path reads it before authenticating (413 beats 401)
@@ -61,23 +102,13 @@ def make_send_state(emu: Emulator) -> Callable[..., Awaitable[None]]:
             body = await rest_of_body(body, receive, limit)
         elif len(body) > limit:
             raise too_large(limit)
-        authorization = content_type = None
-        for name, value in scope["headers"]:  # the last occurrence wins, as dict(headers) did
-            if name == _AUTHORIZATION:
-                authorization = value
-            elif name == _CONTENT_TYPE:
-                content_type = value
-        device = emu.auth.reach(authorization, app_id, device_id, OPERATION)
-        ctype = content_type.decode("latin-1") if content_type is not None else None
-        parsed = parse_json(body, ctype, await measure_body(body, ctype) if len(body) > MAX_JSON_ITEMS else None)
-        rows = common_rows(device, parsed, int(clock() * 1000))  # None: not the common shape, check it in full
-        if rows is None:
-            states = check_body(parsed, declared_types(device), depth_checked=True)
-            emu.throttle.check_device(OPERATION, device["id"], device["applicationId"])
-            rows = rows_for(device, states, emu.now_ms())
-        else:
-            emu.throttle.check_device(OPERATION, device["id"], device["applicationId"])
-        if rows and not (may_drop and emu.should_drop_write()):
+        authorization, content_type = request_headers(scope["headers"])
+        deep = None
+        if len(body) > MAX_JSON_ITEMS:  # measured in slices after the checks before it, as before
+            emu.auth.reach(authorization, app_id, device_id, OPERATION)
+            deep = await measure_body(body, content_type.decode("latin-1") if content_type is not None else None)
+        rows = accept(authorization, content_type, body, app_id, device_id, deep)
+        if rows:
             await emu.store.enqueue_states(rows)
         await send(SUCCESS_START)  # send_success, inlined
         await send(SUCCESS_END)

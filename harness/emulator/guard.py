@@ -23,7 +23,7 @@ How, per connection, one phase at a time (``_phase``, since ``_since`` on the lo
 - BUSY  (request complete, answer pending): never timed (the app's own work).
 
 One sweep per server every quarter of the shortest timeout (at most 1 s) closes what is
-over time, 50 connections per loop turn, instead of a timer per request. Bytes before a request's headers complete are
+over time, looking at 1,000 connections and closing 50 per loop turn, instead of a timer per request. Bytes before a request's headers complete are
 counted before httptools sees them; past ``max_header_bytes`` the request is answered 431
 without feeding the rest. Body bytes are counted as httptools hands them over into one
 total per server, released when the answer is complete; a body that would take the total
@@ -46,12 +46,17 @@ import orjson
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
+from .fastpath import split_send_state
+from .lane import LaneCycle
+
 if TYPE_CHECKING:
     from .config import EmulatorConfig
+    from .lane import SendStateLane
 
 SMALL_BODY_BYTES = 64 * 1024  # bodies up to this may use the reserved last eighth of the in-flight cap
 _BUSY, _IDLE, _HEAD, _BODY, _KEPT = 0, 1, 2, 3, 4  # phases; index into ConnectionGuard.timeouts (BUSY: never)
 EXPIRE_BATCH = 50  # connections closed per loop turn by the sweep
+SWEEP_SLICE = 1000  # connections looked at per loop turn by the sweep
 
 
 def raise_open_file_limit() -> int:
@@ -87,8 +92,9 @@ def answer(status: int, kind: str, message: str, retry_after: bool = False) -> b
 class ConnectionGuard:
     """The limits and shared state of one server: bytes of bodies in flight, refusal counts, the sweep."""
 
-    def __init__(self, config: EmulatorConfig, open_files: int | None = None) -> None:
+    def __init__(self, config: EmulatorConfig, open_files: int | None = None, lane: SendStateLane | None = None) -> None:
         files = open_files if open_files is not None else raise_open_file_limit()
+        self.lane = lane  # the send-state lane (lane.py), or None: every request goes through uvicorn
         self.max_connections = config.max_connections or default_max_connections(files)
         self.max_header_bytes = config.max_header_bytes
         self.cap = config.max_body_in_flight_bytes
@@ -122,16 +128,27 @@ class ConnectionGuard:
             loop.call_later(self.tick, self._sweep)
 
     def _sweep(self) -> None:
+        """Look at every connection once per tick, ``SWEEP_SLICE`` of them per loop turn.
+
+        Why slices: one pass over 8,000 connections held the loop several milliseconds once a
+        second, and every request that arrived meanwhile waited for it (a fleet's p99)."""
         loop, connections = self._loop, self._connections
         assert loop is not None and connections is not None
-        now = loop.time()
+        self._sweep_slice(list(connections), 0)
+        loop.call_later(self.tick, self._sweep)
+
+    def _sweep_slice(self, conns: list[Any], start: int) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
         timeouts, late = self.timeouts, []
-        for conn in connections:
+        for conn in conns[start:start + SWEEP_SLICE]:
             phase = getattr(conn, "_phase", _BUSY)  # a foreign protocol: not ours to time
             if phase and now - conn._since > timeouts[phase]:
                 late.append(conn)
-        self._expire(late)
-        loop.call_later(self.tick, self._sweep)
+        if late:
+            self._expire(late)
+        if start + SWEEP_SLICE < len(conns):
+            self._loop.call_soon(self._sweep_slice, conns, start + SWEEP_SLICE)
 
     def _expire(self, late: list[GuardedProtocol]) -> None:
         """Close in batches, one loop turn each: closing 2,000 sockets in one turn held the loop
@@ -159,6 +176,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._held = 0  # body bytes of this connection counted in guard.in_flight
         self._refused = False
+        self._lane = guard.lane
+        self.headers = []
+        self._next_request()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -217,6 +237,16 @@ class GuardedProtocol(HttpToolsProtocol):
     # and limit_concurrency branches: the emulator serves with ws="none" and no concurrency limit,
     # where those branches never apply.
 
+    # No on_message_begin: httptools calls only the callbacks a protocol has, and a Python call per
+    # request was 3-4% of a fleet request's CPU. What uvicorn's did is done at the end of the
+    # headers instead (``_next_request``), for the request after; the scope is built in
+    # ``on_headers_complete`` and only for a request that is not the lane's.
+    on_message_begin = None  # type: ignore[assignment]
+
+    def _next_request(self) -> None:
+        self.url = b""
+        self.expect_100_continue = False
+
     def on_headers_complete(self) -> None:
         if self._refused:  # a pipelined request behind a refused one: never started
             return
@@ -226,30 +256,90 @@ class GuardedProtocol(HttpToolsProtocol):
         self._since = self._clock()
         parser = self.parser
         http_version = parser.get_http_version()
-        scope = self.scope
-        scope["method"] = parser.get_method().decode("ascii")
-        if http_version != "1.1":
-            scope["http_version"] = http_version
-        parsed_url = httptools.parse_url(self.url)
+        method = parser.get_method().decode("ascii")
+        url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
+        parsed_url = httptools.parse_url(url)
         raw_path = parsed_url.path
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        scope["path"] = self.root_path + path
-        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
-        scope["query_string"] = parsed_url.query or b""
+        self._next_request()
         existing_cycle = self.cycle
+        if (self._lane is not None and method == "POST" and not self.root_path
+                and (existing_cycle is None or existing_cycle.response_complete)):
+            ids = split_send_state(method, path)
+            if ids is not None and not expect_100_continue and self._start_lane(ids, http_version, headers):
+                return
+        self.headers = []  # the next request's (the scope keeps this one's)
+        scope: Any = {  # uvicorn's on_message_begin, and the request's
+            "type": "http", "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": http_version, "server": self.server,
+            "client": self.client, "scheme": self.scheme, "root_path": self.root_path, "headers": headers,
+            "state": self.app_state.copy(), "method": method, "path": self.root_path + path,
+            "raw_path": self.root_path.encode("ascii") + raw_path, "query_string": parsed_url.query or b""}
+        self.scope = scope
         self.cycle = RequestResponseCycle(
             scope=scope, transport=self.transport, flow=self.flow, logger=self.logger,
             access_logger=self.access_logger, access_log=self.access_log,
             default_headers=self.server_state.default_headers, message_event=asyncio.Event(),
-            expect_100_continue=self.expect_100_continue,
+            expect_100_continue=expect_100_continue,
             keep_alive=http_version != "1.0" and parser.should_keep_alive(), on_response=self.on_response_complete)
         if existing_cycle is None or existing_cycle.response_complete:
             self._start_asgi_task(self.cycle, self.app)
         else:  # pipelined: queued until the answer before it is complete
             self.flow.pause_reading()
             self.pipeline.appendleft((self.cycle, self.app))
+
+    def _start_lane(self, ids: tuple[str, str], http_version: str, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Take a send-state request into the lane (lane.py says which); False leaves it to uvicorn."""
+        assert self._lane is not None
+        authorization = content_type = length = None
+        for name, value in headers:  # the last occurrence wins, as on the ASGI path
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding" or name == b"expect":
+                return False
+        if length is None or not length.isdigit() or int(length) > self._lane.max_body:
+            return False
+        headers.clear()  # read: the next request's list (nothing else holds this one)
+        self.cycle = LaneCycle(self._lane_answered, ids[0], ids[1], authorization, content_type,  # type: ignore[assignment]
+                               http_version != "1.0" and self.parser.should_keep_alive())
+        return True
+
+    def _serve_lane(self, cycle: LaneCycle) -> None:
+        assert self._lane is not None
+        self._phase = _BUSY
+        answer = self._lane.serve(cycle)
+        if answer is not None:
+            self._write_lane(cycle, answer)
+
+    def _lane_answered(self, cycle: LaneCycle, _answer: bytes | None, error: BaseException | None) -> None:
+        """The group commit's word on a lane request: committed (200) or failed (500). Never raises into the
+        commit, which tells the rest of its batch after this one."""
+        lane = self._lane
+        assert lane is not None
+        try:
+            self._write_lane(cycle, lane.committed(cycle.keep_alive) if error is None else lane.failed(error, cycle.keep_alive))
+        except Exception as exc:  # noqa: BLE001 - a bug here must not cost the batch-mates their answers
+            lane.failed(exc, False)
+            self.transport.close()
+
+    def _write_lane(self, cycle: LaneCycle, answer: bytes) -> None:
+        """uvicorn's end of a response (``RequestResponseCycle.send``), for the lane's one write."""
+        if cycle.disconnected or cycle.response_complete:  # the client left, or the guard answered instead
+            return
+        cycle.response_started = True
+        self.transport.write(answer)
+        cycle.response_complete = True
+        if not cycle.keep_alive:
+            self.transport.close()
+        if self.cycle is cycle:  # nothing reads an answered lane request again: not held until the next report
+            self.cycle = None  # type: ignore[assignment]
+        self.on_response_complete()
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -278,7 +368,10 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._phase = _BUSY
         cycle.more_body = False
-        cycle.message_event.set()
+        if type(cycle) is LaneCycle:
+            self._serve_lane(cycle)
+        else:
+            cycle.message_event.set()
 
     def on_response_complete(self) -> None:
         """uvicorn's, minus its keep-alive timer (the sweep times KEPT), plus the release of the body bytes."""

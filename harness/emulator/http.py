@@ -50,7 +50,7 @@ async def rest_of_body(first: bytes, receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-_SUCCESS_BODY = b'{"success":true}'
+SUCCESS_BODY = _SUCCESS_BODY = b'{"success":true}'
 _SUCCESS_START = {"type": "http.response.start", "status": 200,
                   "headers": _JSON_HEADERS + [(b"content-length", str(len(_SUCCESS_BODY)).encode())]}
 _SUCCESS_END = {"type": "http.response.body", "body": _SUCCESS_BODY}

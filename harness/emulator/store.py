@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import orjson
 
@@ -98,6 +98,16 @@ def _remove_quietly(name: str) -> None:
         os.unlink(name)
     except OSError:
         pass
+
+
+class Waiter(Protocol):
+    """What the group commit tells once a request's rows are committed (or failed): an asyncio future's part."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: None, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
 
 
 class _Checkpointer:
@@ -198,7 +208,7 @@ class Store:
         #: was decided from resources at one generation holds while it is unchanged (Auth.reach).
         self.generation = 0
         self._pending: list[tuple[int, int, str]] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[Waiter] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the pending batch
         self.batches = 0
 
@@ -296,19 +306,31 @@ class Store:
         One future per request (not one shared per batch): a cancelled request cancels only
         its own future, never its batch-mates' answers.
         """
-        waiters = self._waiters
-        if not waiters:  # the first of a batch: its loop runs the flush and owns the batch
+        loop = self._batch_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._enqueue(rows, fut)
+        return fut
+
+    def enqueue_states_for(self, rows: builtins.list[tuple[str, int, str]], waiter: Waiter) -> None:
+        """Queue rows like ``enqueue_states``, telling ``waiter`` instead of a new future: the connection's
+        send-state lane (lane.py) passes its request, which writes the answer when told."""
+        self._batch_loop()
+        self._enqueue(rows, waiter)
+
+    def _batch_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop; the first request of a batch schedules its flush on it and owns the batch."""
+        if not self._waiters:
             self._loop = loop = asyncio.get_running_loop()
             loop.call_soon(self.flush_soon)
-        else:
-            # batch-mates reuse the first one's loop: asyncio.get_running_loop() makes a getpid()
-            # system call on every call (CPython's fork check); once per batch is enough
-            loop = self._loop or asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+            return loop
+        # batch-mates reuse the first one's loop: asyncio.get_running_loop() makes a getpid()
+        # system call on every call (CPython's fork check); once per batch is enough
+        return self._loop or asyncio.get_running_loop()
+
+    def _enqueue(self, rows: builtins.list[tuple[str, int, str]], waiter: Waiter) -> None:
         num = self.device_num
         self._pending.extend([(num(d), t, data) for d, t, data in rows])
-        waiters.append(fut)
-        return fut
+        self._waiters.append(waiter)
 
     def flush(self) -> None:
         """Commit the pending batch in one transaction and wake its requests.
