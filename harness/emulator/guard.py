@@ -208,7 +208,12 @@ class GuardedProtocol(HttpToolsProtocol):
                 self._over_header_cap(data, room)
                 return
             self._head_bytes += len(data)
-        self._feed(data)
+        try:  # _feed, inlined: this is every request's path
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()
 
     def _feed(self, data: bytes) -> None:
         """uvicorn's ``data_received`` without its keep-alive timer (never armed here)."""
@@ -323,7 +328,10 @@ class GuardedProtocol(HttpToolsProtocol):
         lane = self._lane
         assert lane is not None
         try:
-            self._write_lane(cycle, lane.committed(cycle.keep_alive) if error is None else lane.failed(error, cycle.keep_alive))
+            if error is None:
+                self._write_lane(cycle, lane.success if cycle.keep_alive else lane.success_close)
+            else:
+                self._write_lane(cycle, lane.failed(error, cycle.keep_alive))
         except Exception as exc:  # noqa: BLE001 - a bug here must not cost the batch-mates their answers
             lane.failed(exc, False)
             self.transport.close()

@@ -128,9 +128,6 @@ class SendStateLane:
             return None
         return self.success if cycle.keep_alive else self.success_close
 
-    def committed(self, keep_alive: bool) -> bytes:
-        return self.success if keep_alive else self.success_close
-
     def failed(self, exc: BaseException, keep_alive: bool) -> bytes:
         """An emulator bug (or a failed commit): counted and logged like the general path's, answered 500."""
         self._emu.note_unexpected(exc, ROUTE)
