@@ -138,6 +138,7 @@ class ProbedEmulator(EmulatorProcess):
         except (OSError, ValueError):
             return {}
         events = [e for e in data["events"] if since <= e[0] <= until]
+        commits = [e[2] for e in events if e[1] == "batches"]
         gcs = [e for e in events if e[1].startswith("gc")]
         lags = [e for e in events if e[1] == "lag"]
         own = [e for e in lags if e[3] >= 0.5 * e[2]]  # the loop thread ran for most of the lag: its own work
@@ -145,6 +146,7 @@ class ProbedEmulator(EmulatorProcess):
                 "gc_cpu_total_ms": sum(e[3] for e in gcs), "gc_wall_max_ms": max((e[2] for e in gcs), default=0.0),
                 "lag_over_20ms": sum(e[2] >= 20 for e in lags), "lag_max_ms": max((e[2] for e in lags), default=0.0),
                 "own_stalls_over_20ms": sum(e[2] >= 20 for e in own), "own_stall_max_ms": max((e[2] for e in own), default=0.0),
+                "commits": (commits[-1] - commits[0]) if len(commits) > 1 else float("nan"),
                 "wal_resets": sum(e[3] for e in events if e[1] == "wal"),
                 "wal_hold_max_ms": max((e[2] for e in events if e[1] == "wal"), default=0.0)}
 
@@ -174,6 +176,7 @@ def generate(url: str, devices: Path, n: int, args: argparse.Namespace, emu: Pro
         result["emu_cpu_stolen_share"] = (marks["END"][3] - marks["WINDOW"][3]) / args.seconds
         result["emu_cpu_us_per_req"] = (marks["END"][0] - marks["WINDOW"][0]) / max(result["requests"], 1) * 1e6
         result.update(emu.stalls(marks["WINDOW"][2], marks["END"][2]))
+        result["rows_per_commit"] = result["requests"] / result["commits"] if result.get("commits") else float("nan")
     return result
 
 
@@ -195,7 +198,8 @@ def step(url: str, devices: Path, n: int, args: argparse.Namespace, emu: ProbedE
               f"work: {med['own_stalls_over_20ms']:.0f} (worst of the runs {worst:.0f} ms)  | GC: {med['gc_count']:.0f} "
               f"collections, max {med['gc_cpu_max_ms']:.1f} ms CPU  | WAL resets {med['wal_resets']:.0f}, "
               f"commit lock held for one up to {max(r.get('wal_hold_max_ms', 0.0) for r in runs):.0f} ms "
-              f"(a batch waits 20 ms at most)", flush=True)
+              f"(a batch waits 20 ms at most)  | {med.get('rows_per_commit', float('nan')):.1f} requests per group commit",
+              flush=True)
     return {"devices": n, "median": med, "runs": runs}
 
 

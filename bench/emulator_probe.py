@@ -9,7 +9,8 @@ Same arguments as ``python -m harness.emulator``; additionally writes ``$EMULATO
   on its core, or blocked);
 - ``gc``: each garbage collection, wall and CPU ms, its generation;
 - ``wal``: a WAL reset of the file database (sampled every 0.1 s) and how long commits
-  waited for it.
+  waited for it;
+- ``batches``: the store's count of group commits so far (sampled every 0.1 s).
 
 Its own cost: a 5 ms timer on the loop (~200 wake-ups a second) and a callback per
 collection. Never used by the emulator itself; only bench/ceiling.py starts it.
@@ -73,6 +74,9 @@ class Probe:
             del self.events[:-KEEP]
             checkpointer = getattr(getattr(self.app, "store", None), "_checkpointer", None)
             now_resets = getattr(checkpointer, "resets", 0)
+            batches = getattr(getattr(self.app, "store", None), "batches", None)
+            if batches is not None:  # group commits so far: requests per commit over a window
+                self.events.append((time.time(), "batches", float(batches), 0.0))
             if now_resets != resets:  # a reset since the last look: how long commits waited for it
                 self.events.append((time.time(), "wal", getattr(checkpointer, "held_s", 0.0) * 1000, now_resets - resets))
                 resets = now_resets
