@@ -270,7 +270,7 @@ class GuardedProtocol(HttpToolsProtocol):
             path = urllib.parse.unquote(path)
         self._next_request()
         existing_cycle = self.cycle
-        if (self._lane is not None and method == "POST" and not self.root_path
+        if (self._lane is not None and method == "POST" and not self.root_path and not self.flow.write_paused
                 and (existing_cycle is None or existing_cycle.response_complete)):
             ids = split_send_state(method, path)
             if ids is not None and not expect_100_continue and self._start_lane(ids, http_version, headers):

@@ -13,7 +13,9 @@ What takes the lane (``GuardedProtocol.on_headers_complete``): ``POST
 /applications/{a}/devices/{d}/state`` in its plain form (fastpath.split_send_state), with a
 ``Content-Length`` of at most ``MAX_JSON_ITEMS`` bytes (no slice-wise measuring needed),
 no ``Transfer-Encoding``, no ``Expect``, not behind an unanswered request (pipelining goes
-through uvicorn, in order), and only when the emulator serves unwrapped with its fast path
+through uvicorn, in order), not while the client leaves earlier answers unread (writing
+paused: uvicorn's path waits for the drain, so a client that never reads cannot pile up
+answers in the emulator's memory), and only when the emulator serves unwrapped with its fast path
 on (no faults, no admin wrapper, no test delay). Everything else is uvicorn's, unchanged.
 
 What it does is the fast path's: the same ``fastpath.make_accept`` core (read the body,

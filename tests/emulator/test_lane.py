@@ -233,3 +233,4 @@ def test_the_lane_answers_json_that_parses() -> None:
     status, headers, body = parse(data)
     assert (status, headers["connection"], json.dumps(body)) == (429, "close", '{"type": "TooManyRequests", "message": "m"}')
     assert int(headers["content-length"]) == len(b'{"type":"TooManyRequests","message":"m"}')
+
