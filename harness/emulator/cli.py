@@ -161,9 +161,7 @@ def uvicorn_config(app: Any, quiet: bool, config: EmulatorConfig | None = None) 
     config = config or EmulatorConfig()
     guard = ConnectionGuard(config, lane=lane_of(app))
     protocol: Any = guard.protocol_factory()  # uvicorn calls it like a protocol class
-    # proxy_headers off: nothing here reads X-Forwarded-*, and uvicorn's middleware for them cost
-    # ~3% of each request; it also let a loopback proxy's header pass for the client's address
-    return uvicorn.Config(app, loop="uvloop", http=protocol, ws="none", access_log=False, lifespan="on", proxy_headers=False,
+    return uvicorn.Config(app, loop="uvloop", http=protocol, ws="none", access_log=False, lifespan="on",
                           log_level="error" if quiet else "warning", server_header=False, date_header=False,
                           timeout_keep_alive=max(1, round(config.keepalive_timeout_s)))
 
