@@ -322,7 +322,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if answer is not None:
             self._write_lane(cycle, answer)
 
-    def _lane_answered(self, cycle: LaneCycle, _answer: bytes | None, error: BaseException | None) -> None:
+    def _lane_answered(self, cycle: LaneCycle, error: BaseException | None) -> None:
         """The group commit's word on a lane request: committed (200) or failed (500). Never raises into the
         commit, which tells the rest of its batch after this one."""
         lane = self._lane

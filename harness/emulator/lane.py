@@ -81,7 +81,7 @@ class LaneCycle:
 
     message_event = NO_EVENT
 
-    def __init__(self, answered: Callable[[LaneCycle, bytes | None, BaseException | None], None], app_id: str,
+    def __init__(self, answered: Callable[[LaneCycle, BaseException | None], None], app_id: str,
                  device_id: str, authorization: bytes | None, content_type: bytes | None, keep_alive: bool) -> None:
         self.answered = answered
         self.app_id, self.device_id = app_id, device_id
@@ -96,10 +96,10 @@ class LaneCycle:
         return self.response_complete or self.disconnected
 
     def set_result(self, _result: None) -> None:
-        self.answered(self, None, None)
+        self.answered(self, None)
 
     def set_exception(self, exc: BaseException) -> None:
-        self.answered(self, None, exc)
+        self.answered(self, exc)
 
 
 class SendStateLane:
