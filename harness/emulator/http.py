@@ -15,7 +15,7 @@ from .errors import ApiError, too_large, validation
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
-_JSON_HEADERS = [(b"content-type", b"application/json; charset=utf-8")]
+JSON_HEADERS = _JSON_HEADERS = [(b"content-type", b"application/json; charset=utf-8")]  # every JSON answer's (lane.py writes them itself)
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
 _IGNORED_PARAMS = frozenset(("_actions", "_links", "_embedded"))
 _DEEPEST_SHORT_BODY = 2 * MAX_JSON_DEPTH  # JSON this short cannot open (and close) more containers than the bound

@@ -37,7 +37,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from .bounds import MAX_JSON_ITEMS
 from .errors import ApiError
 from .fastpath import make_accept
-from .http import _JSON_HEADERS, SUCCESS_BODY
+from .http import JSON_HEADERS, SUCCESS_BODY
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -49,7 +49,7 @@ ROUTE = "/applications/{applicationId}/devices/{deviceId}/state"
 def answer_bytes(status: int, body: bytes, keep_alive: bool) -> bytes:
     """Status line, the JSON headers and the body, as uvicorn writes ``send_json``'s two messages (in one write)."""
     head = [STATUS_LINE[status]]
-    head.extend(b"%s: %s\r\n" % pair for pair in _JSON_HEADERS)
+    head.extend(b"%s: %s\r\n" % pair for pair in JSON_HEADERS)
     head.append(b"content-length: %d\r\n" % len(body))
     if not keep_alive:
         head.append(b"connection: close\r\n")
