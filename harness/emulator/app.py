@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .auth import Auth
 from .config import EmulatorConfig
-from .errors import ApiError
+from .errors import INTERNAL_ERROR, ApiError
 from .fastpath import make_send_state, split_send_state
 from .bounds import MAX_JSON_ITEMS
 from .http import ApiResponse, Request, measure_body, read_body, send_json, send_success
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("harness.emulator")
 _BODY_METHODS = frozenset(("POST", "PATCH", "PUT"))
-INTERNAL_ERROR = {"type": "InternalError", "message": "The emulator failed to process the request (an emulator bug, logged on the server)"}
 Clock = Callable[[], float]
 EMULATOR_PREFIX = "/_emulator/"
 GC_EVERY_S = 0.1  # with automatic collection off (see cli.main), a young collection this often (_collect_garbage)
@@ -197,15 +196,10 @@ class Emulator:
         except Exception:  # noqa: BLE001 - the response may already be started or the client gone
             pass
 
-
     def note_unexpected(self, exc: BaseException, route_name: str) -> None:
         """Count and log an emulator bug: type, route and traceback, never the request's body or headers."""
         self.unexpected_errors += 1
         log.error("unexpected %s on %s\n%s", type(exc).__name__, route_name, "".join(traceback.format_tb(exc.__traceback__)))
-
-    @staticmethod
-    def internal_error_body() -> dict[str, str]:
-        return INTERNAL_ERROR
 
     def send_state_lane(self) -> SendStateLane | None:
         """The connection-level send-state lane (lane.py), when the fast path applies (no test delay)."""

@@ -155,7 +155,6 @@ def uvicorn_config(app: Any, quiet: bool, config: EmulatorConfig | None = None) 
     import uvicorn  # noqa: PLC0415 - only the serving paths need it
 
     from .guard import ConnectionGuard  # noqa: PLC0415
-
     from .lane import lane_of  # noqa: PLC0415
 
     config = config or EmulatorConfig()

@@ -11,6 +11,10 @@ from typing import Any
 THROTTLED_MESSAGE = "Over rate limit, request throttled"
 
 
+#: The body of every 500: an emulator bug (logged on the server), never a client's fault.
+INTERNAL_ERROR = {"type": "InternalError", "message": "The emulator failed to process the request (an emulator bug, logged on the server)"}
+
+
 class ApiError(Exception):
     """A client-visible failure: status, error type name and a plain message."""
 

@@ -44,10 +44,10 @@ from typing import TYPE_CHECKING, Any
 import httptools
 import orjson
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .fastpath import split_send_state
-from .lane import LaneCycle
+from .lane import LaneCycle, answer_bytes
 
 if TYPE_CHECKING:
     from .config import EmulatorConfig
@@ -81,12 +81,8 @@ def default_max_connections(open_files: int) -> int:
 
 def answer(status: int, kind: str, message: str, retry_after: bool = False) -> bytes:
     """A complete HTTP/1.1 answer with the emulator's JSON error shape, closing the connection."""
-    body = orjson.dumps({"type": kind, "message": message})
-    head = [STATUS_LINE[status], b"content-type: application/json; charset=utf-8\r\n",
-            b"content-length: %d\r\n" % len(body), b"connection: close\r\n"]
-    if retry_after:
-        head.append(b"retry-after: 1\r\n")
-    return b"".join(head) + b"\r\n" + body
+    return answer_bytes(status, orjson.dumps({"type": kind, "message": message}), keep_alive=False,
+                        extra=b"retry-after: 1\r\n" if retry_after else b"")
 
 
 class ConnectionGuard:
@@ -208,12 +204,7 @@ class GuardedProtocol(HttpToolsProtocol):
                 self._over_header_cap(data, room)
                 return
             self._head_bytes += len(data)
-        try:  # _feed, inlined: this is every request's path
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.send_400_response("Invalid HTTP request received.")
-        except httptools.HttpParserUpgrade:
-            self._unsupported_upgrade_warning()
+        self._feed(data)
 
     def _feed(self, data: bytes) -> None:
         """uvicorn's ``data_received`` without its keep-alive timer (never armed here)."""

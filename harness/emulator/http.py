@@ -15,7 +15,7 @@ from .errors import ApiError, too_large, validation
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
-JSON_HEADERS = _JSON_HEADERS = [(b"content-type", b"application/json; charset=utf-8")]  # every JSON answer's (lane.py writes them itself)
+JSON_HEADERS = [(b"content-type", b"application/json; charset=utf-8")]  # every JSON answer's (lane.py writes them itself)
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
 _IGNORED_PARAMS = frozenset(("_actions", "_links", "_embedded"))
 _DEEPEST_SHORT_BODY = 2 * MAX_JSON_DEPTH  # JSON this short cannot open (and close) more containers than the bound
@@ -50,10 +50,10 @@ async def rest_of_body(first: bytes, receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-SUCCESS_BODY = _SUCCESS_BODY = b'{"success":true}'
+SUCCESS_BODY = b'{"success":true}'
 _SUCCESS_START = {"type": "http.response.start", "status": 200,
-                  "headers": _JSON_HEADERS + [(b"content-length", str(len(_SUCCESS_BODY)).encode())]}
-_SUCCESS_END = {"type": "http.response.body", "body": _SUCCESS_BODY}
+                  "headers": JSON_HEADERS + [(b"content-length", str(len(SUCCESS_BODY)).encode())]}
+_SUCCESS_END = {"type": "http.response.body", "body": SUCCESS_BODY}
 SUCCESS_START, SUCCESS_END = _SUCCESS_START, _SUCCESS_END  # the two messages, for the fast path
 
 
@@ -66,7 +66,7 @@ async def send_success(send: Send) -> None:
 async def send_json(send: Send, status: int, payload: Any) -> None:
     body = orjson.dumps(payload)
     await send({"type": "http.response.start", "status": status,
-                "headers": _JSON_HEADERS + [(b"content-length", str(len(body)).encode())]})
+                "headers": JSON_HEADERS + [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -35,7 +35,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from .bounds import MAX_JSON_ITEMS
-from .errors import ApiError
+from .errors import INTERNAL_ERROR, ApiError
 from .fastpath import make_accept
 from .http import JSON_HEADERS, SUCCESS_BODY
 
@@ -46,13 +46,15 @@ LANE_MAX_BODY = MAX_JSON_ITEMS  # bodies up to this are parsed at once (larger o
 ROUTE = "/applications/{applicationId}/devices/{deviceId}/state"
 
 
-def answer_bytes(status: int, body: bytes, keep_alive: bool) -> bytes:
-    """Status line, the JSON headers and the body, as uvicorn writes ``send_json``'s two messages (in one write)."""
+def answer_bytes(status: int, body: bytes, keep_alive: bool, extra: bytes = b"") -> bytes:
+    """Status line, the JSON headers (then ``extra`` header lines) and the body, as uvicorn writes
+    ``send_json``'s two messages, in one write; the connection guards' refusals use it too."""
     head = [STATUS_LINE[status]]
     head.extend(b"%s: %s\r\n" % pair for pair in JSON_HEADERS)
     head.append(b"content-length: %d\r\n" % len(body))
     if not keep_alive:
         head.append(b"connection: close\r\n")
+    head.append(extra)
     head.append(b"\r\n")
     return b"".join(head) + body
 
@@ -112,7 +114,7 @@ class SendStateLane:
         self._store = emu.store
         self.success = answer_bytes(200, SUCCESS_BODY, True)
         self.success_close = answer_bytes(200, SUCCESS_BODY, False)
-        self._internal = orjson.dumps(emu.internal_error_body())
+        self._internal = orjson.dumps(INTERNAL_ERROR)
         self.served = 0  # requests the lane decided (tests check the lane, not uvicorn's path, served them)
 
     def serve(self, cycle: LaneCycle) -> bytes | None:

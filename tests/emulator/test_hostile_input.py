@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
 from emulator_support import Api, FakeClock, make_api
+from test_connection_hygiene import rss_mb
 
 from harness.emulator.config import EmulatorConfig
 from harness.emulator.process import start_in_thread
@@ -383,13 +383,6 @@ GLOB_PATTERNS: list[tuple[str, int]] = [("*" * 16 + "x", 0), ("*" * 16 + "1", 5)
                                         ("*s" * 200 + "x", 0), ("*" * 2000 + "1", 5), ("s*e*n*s*o*r*s*-*0*", 50)]
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 @pytest.fixture(scope="module")
 def glob_fleet() -> Any:
     """A real emulator process (its RSS is the emulator's alone) with 50 devices that each sent one state,
@@ -451,11 +444,11 @@ def test_glob_attack_keeps_memory_bounded_and_answers_everyone(glob_fleet: dict[
 
     pid = emu.pid
     assert pid is not None
-    provisioned = _rss_mb(pid)
+    provisioned = rss_mb(pid)
     with httpx.Client(base_url=emu.url, timeout=30) as http:
         for n in range(3 * len(GLOB_PATTERNS)):  # each kind and pattern once: what the first call of each loads is not the attack's
             check(*attack(http, n))
-    before = peak = _rss_mb(pid)
+    before = peak = rss_mb(pid)
     answers: list[tuple[str, int, int, Any]] = []
     probes: list[int] = []
     failures: list[BaseException] = []
@@ -473,7 +466,7 @@ def test_glob_attack_keeps_memory_bounded_and_answers_everyone(glob_fleet: dict[
     with httpx.Client(base_url=emu.url, timeout=30) as probe:
         while any(t.is_alive() for t in threads):  # ends with the attack: 200 requests, each bounded by its timeout
             probes.append(probe.get(f"{devices}/{glob_fleet['ids'][-1]}", headers=glob_fleet["user"]).status_code)
-            peak = max(peak, _rss_mb(pid))
+            peak = max(peak, rss_mb(pid))
     for t in threads:
         t.join()
     assert not failures, failures
